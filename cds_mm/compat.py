@@ -1,0 +1,1 @@
+"""Stack shims; see the module docstring once written."""

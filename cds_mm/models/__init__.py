@@ -1,0 +1,1 @@
+from . import classifiers, detectors, heads, losses, taps, utils  # noqa: F401
