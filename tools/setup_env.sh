@@ -73,7 +73,9 @@ if (( ${#wheels[@]} == 0 )); then
   # -v shows the compiler lines as they go: the build is long and silent otherwise
   (cd "$src" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
      "${PIP[@]}" wheel -v --no-build-isolation --no-deps -w "$work/dist" . 2>&1 \
-     | grep --line-buffered -E '^(building|gcc|g\+\+|c\+\+|\[[0-9]+/[0-9]+\])' | cut -c1-160)
+     | tee "$work/build.log" \
+     | { grep --line-buffered -E '^\s*(building|gcc|g\+\+|c\+\+|\[[0-9]+/[0-9]+\])' | cut -c1-160 || true; }) \
+    || { tail -40 "$work/build.log" >&2; false; }
   cp "$work"/dist/mmcv-*.whl "$CACHE"/
   rm -rf "$work"
   wheels=("$CACHE"/$MMCV_WHEEL_GLOB)

@@ -1,0 +1,3 @@
+from .cds_weight_hook import CDSWeightHook, cds_weight_scale
+
+__all__ = ['CDSWeightHook', 'cds_weight_scale']

@@ -1,0 +1,3 @@
+from .cds_classifier import CDSClassifier
+
+__all__ = ['CDSClassifier']

@@ -1,0 +1,3 @@
+from .cds_detector import CDSDetector
+
+__all__ = ['CDSDetector']

@@ -1,0 +1,3 @@
+from .feature_taps import FeatureTaps
+
+__all__ = ['FeatureTaps']

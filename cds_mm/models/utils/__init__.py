@@ -1,0 +1,3 @@
+from .dist import gather_labels, gather_shapes, gather_with_grad, get_rank, get_world_size
+
+__all__ = ['get_rank', 'get_world_size', 'gather_shapes', 'gather_with_grad', 'gather_labels']

@@ -1,0 +1,147 @@
+"""CDS around any mmdet detector, built from its config."""
+import copy
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+from mmdet.models.detectors import BaseDetector
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import get_box_tensor
+from torch import Tensor
+
+from ..taps import FeatureTaps
+
+DET_MODES = ('cds', 'off')
+
+
+@MODELS.register_module()
+class CDSDetector(BaseDetector):
+    """Contrastive Deep Supervision for an mmdet detector.
+
+    Follows mmdet's ``SemiBaseDetector``: the detector is built from its own
+    config (``detector=_base_.model``) and the data come as two branches of
+    mmdet's ``MultiBranch`` transform, ``'main'`` (the task recipe) and
+    ``'cds'`` (the contrastive recipe). View 1 runs through the detector's own
+    ``loss()`` once, with feature taps reading the tapped backbone stages /
+    FPN levels; view 2 runs through backbone (+ neck only if a neck is tapped)
+    and never reaches the RPN or RoI heads. ``predict()`` and ``_forward()``
+    are the plain detector's.
+
+    Args:
+        detector (dict): Config of any mmdet detector.
+        cds_head (dict, optional): Image-level :class:`CDSHead` config (SimCLR
+            between the two views of each image: set ``use_labels=False``).
+        instance_head (dict, optional): :class:`InstanceCDSHead` config (SupCon
+            over ground-truth boxes in both views).
+        mode (str): ``'cds'`` or ``'off'`` (the plain detector trained on the
+            same data, for baselines). Defaults to ``'cds'``.
+        probe_size (int): Side of the dummy image used to probe the tapped
+            channels. Defaults to 128.
+        data_preprocessor (dict, optional): Defaults to mmdet's
+            ``MultiBranchDataPreprocessor`` around the detector's own.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+
+    Shapes:
+        multi_batch_inputs (loss): ``{'main': (N, 3, H, W), 'cds': (N, 3, H', W')}``.
+        batch_inputs (predict): (N, 3, H, W).
+    """
+
+    branches = ('main', 'cds')
+
+    def __init__(self,
+                 detector: dict,
+                 cds_head: Optional[dict] = None,
+                 instance_head: Optional[dict] = None,
+                 mode: str = 'cds',
+                 probe_size: int = 128,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if mode not in DET_MODES:
+            raise ValueError(f'model.mode must be one of {DET_MODES} for '
+                             f'detectors, got {mode!r}')
+        if mode == 'cds' and cds_head is None and instance_head is None:
+            raise ValueError("mode='cds' needs cds_head, instance_head or both")
+        detector = copy.deepcopy(dict(detector))
+        if data_preprocessor is None:
+            data_preprocessor = dict(
+                type='mmdet.MultiBranchDataPreprocessor',
+                data_preprocessor=detector['data_preprocessor'])
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.detector = MODELS.build(detector)
+        self.mode = mode
+        self.cds_head = self._build_head(cds_head, 'cds_head', probe_size)
+        self.instance_head = self._build_head(instance_head, 'instance_head',
+                                              probe_size)
+        names = [n for head in (self.cds_head, self.instance_head) if head
+                 for n in head.taps]
+        self.taps = FeatureTaps(self.detector, list(dict.fromkeys(names)),
+                                'cds_head.taps/instance_head.taps') if names else None
+        self._view2_needs_neck = any(n.startswith('neck.') for n in names)
+
+    def _build_head(self, cfg: Optional[dict], key: str, probe_size: int):
+        if cfg is None or self.mode == 'off':
+            return None
+        cfg = copy.deepcopy(dict(cfg))
+        taps = FeatureTaps(self.detector, cfg['taps'], f'{key}.taps')
+        taps.check_trainable()
+        if cfg.get('in_channels') is None:
+            dummy = torch.zeros(1, 3, probe_size, probe_size)
+            cfg['in_channels'] = taps.probe_channels(
+                self.detector, lambda: self.detector.extract_feat(dummy))
+        return MODELS.build(cfg)
+
+    def loss(self, multi_batch_inputs: Union[Dict[str, Tensor], Tensor],
+             multi_batch_data_samples: Union[Dict[str, SampleList], SampleList]
+             ) -> dict:
+        """Detector losses on view 1 plus ``loss_cds_*`` per tapped level."""
+        if self.mode == 'off' and not isinstance(multi_batch_inputs, dict):
+            return self.detector.loss(multi_batch_inputs, multi_batch_data_samples)
+        if not isinstance(multi_batch_inputs, dict) or set(
+                self.branches) - set(multi_batch_inputs):
+            raise ValueError(
+                'CDSDetector needs the branches {main, cds}: end the train '
+                "pipeline with MultiBranch(branch_field=['main', 'cds'], ...) "
+                'and use MultiBranchDataPreprocessor')
+        inputs1, samples1 = multi_batch_inputs['main'], multi_batch_data_samples['main']
+        if self.mode == 'off':
+            return self.detector.loss(inputs1, samples1)
+        inputs2, samples2 = multi_batch_inputs['cds'], multi_batch_data_samples['cds']
+
+        with self.taps.capture() as tapped1:
+            losses = self.detector.loss(inputs1, samples1)
+        with self.taps.capture() as tapped2:
+            if self._view2_needs_neck:
+                self.detector.extract_feat(inputs2)
+            else:
+                self.detector.backbone(inputs2)
+        by_name1 = dict(zip(self.taps.names, tapped1))
+        by_name2 = dict(zip(self.taps.names, tapped2))
+
+        if self.cds_head is not None:
+            losses.update(self.cds_head.loss(
+                [by_name1[n] for n in self.cds_head.taps],
+                [by_name2[n] for n in self.cds_head.taps]))
+        if self.instance_head is not None:
+            taps = self.instance_head.taps
+            losses.update(self.instance_head.loss(
+                [by_name1[n] for n in taps], [by_name2[n] for n in taps],
+                [get_box_tensor(s.gt_instances.bboxes) for s in samples1],
+                [get_box_tensor(s.gt_instances.bboxes) for s in samples2],
+                [s.gt_instances.labels for s in samples1],
+                (inputs1.shape[-2:], inputs2.shape[-2:])))
+        return losses
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """The plain detector's prediction (heads unused)."""
+        return self.detector.predict(batch_inputs, batch_data_samples,
+                                     rescale=rescale)
+
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: Optional[SampleList] = None) -> Tuple:
+        """The plain detector's raw outputs."""
+        return self.detector._forward(batch_inputs, batch_data_samples)
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
+        """The plain detector's backbone (+ neck) features."""
+        return self.detector.extract_feat(batch_inputs)

@@ -1,0 +1,24 @@
+# CIFAR-100 with the authors' two views (paper_spec §3), batch 128 on one GPU.
+_base_ = 'mmpretrain::_base_/datasets/cifar100_bs16.py'
+
+# view 1 feeds cross-entropy: crop with grey padding, flip, Cutout(16)
+task_view = [
+    dict(type='RandomCrop', crop_size=32, padding=4, pad_val=128),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='Cutout', shape=16, pad_val=(129, 124, 112), prob=1.0),
+]
+# view 2 feeds only the contrastive loss: SimCLR-style colour
+contrast_view = [
+    dict(type='RandomCrop', crop_size=32, padding=4),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='RandomApply', prob=0.8, transforms=[
+        dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
+             hue=0.1)]),
+    dict(type='RandomGrayscale', prob=0.2, keep_channels=True),
+]
+train_pipeline = [
+    dict(type='MultiView', num_views=[1, 1],
+         transforms=[task_view, contrast_view]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))

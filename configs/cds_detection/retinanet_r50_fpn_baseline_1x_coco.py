@@ -1,0 +1,2 @@
+_base_ = './retinanet_r50_fpn_cds_1x_coco.py'
+model = dict(mode='off')

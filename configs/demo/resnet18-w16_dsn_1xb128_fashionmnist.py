@@ -1,0 +1,2 @@
+_base_ = './resnet18-w16_cds_1xb128_fashionmnist.py'
+model = dict(mode='dsn')
