@@ -139,12 +139,19 @@ def test_numpy1_module_paths_are_registered():
 
 
 def test_apply_all_is_idempotent():
-    init = AmpOptimWrapper.__init__
-    n_safe = len(torch.serialization.get_safe_globals())
+    import mmcv
+    from mmcv.ops import RoIAlign
+    from mmcv.ops.nms import NMSop
+
+    def patched():
+        return (AmpOptimWrapper.__init__, mmcv.adjust_hue, NMSop.forward, RoIAlign.forward,
+                len(torch.serialization.get_safe_globals()))
+
+    before = patched()
+    assert all(hasattr(f, '__wrapped__') for f in before[:4])   # every shim is applied once
     compat.apply_all()
     compat.apply_all()
-    assert AmpOptimWrapper.__init__ is init
-    assert len(torch.serialization.get_safe_globals()) == n_safe
+    assert patched() == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU AMP path only')
@@ -172,9 +179,68 @@ def test_cpu_amp_optim_wrapper_rejects_fp16():
         AmpOptimWrapper(optimizer=opt, dtype='float16')
 
 
+def test_mmcv_adjust_hue_negative_shift_under_numpy2():
+    import cv2
+    import mmcv
+    from mmcv.image import photometric
+    original = mmcv.adjust_hue.__wrapped__
+    assert photometric.adjust_hue is mmcv.adjust_hue is not original
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 2] = 255                                    # BGR red: hue 0
+    if int(np.__version__.split('.')[0]) >= 2:
+        with pytest.raises(OverflowError):               # the upstream bug the shim exists for
+            original(red, -0.1)
+    # numpy 1 semantics: shift int(-0.1 * 255) = -25 wraps to 231
+    expected = cv2.cvtColor(np.array([[[231, 255, 255]]], np.uint8), cv2.COLOR_HSV2BGR_FULL)
+    for backend in ('cv2', 'pillow'):
+        out = mmcv.adjust_hue(red, -0.1, backend=backend)
+        assert out.dtype == np.uint8 and (out == expected[0, 0]).all(), (backend, out[0, 0])
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(mmcv.adjust_hue(img, 0.3), original(img, 0.3))
+    with pytest.raises(ValueError):
+        mmcv.adjust_hue(img, -0.6)
+
+
+def test_mmpretrain_color_jitter_with_hue_runs():
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import TRANSFORMS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        jitter = TRANSFORMS.build(dict(type='ColorJitter', brightness=0.4, contrast=0.4,
+                                       saturation=0.4, hue=0.1))
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for seed in range(12):                               # ~half draw a negative hue shift
+        np.random.seed(seed)
+        assert jitter(dict(img=img.copy()))['img'].shape == (16, 16, 3)
+
+
+def test_mmcv_cpu_ops_accept_bf16():
+    from mmcv.ops import RoIAlign, nms
+    from mmcv.ops.nms import NMSop
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(20, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(20, 2, generator=g) * 20], dim=1)
+    scores = torch.rand(20, generator=g)
+    with pytest.raises(RuntimeError, match='BFloat16'):  # mmcv 2.1.0's CPU kernel alone
+        NMSop.forward.__wrapped__(None, boxes.bfloat16(), scores.bfloat16(), 0.5, 0, 0, -1)
+    b16, s16 = boxes.bfloat16(), scores.bfloat16()
+    dets, keep = nms(b16, s16, 0.5)
+    ref_dets, ref_keep = nms(b16.float(), s16.float(), 0.5)
+    assert dets.dtype == torch.bfloat16 and torch.equal(keep, ref_keep) and len(keep) < 20
+    feats = torch.randn(1, 4, 16, 16, generator=g)
+    rois = torch.tensor([[0., 1., 1., 9., 9.], [0., 4., 2., 15., 12.]])
+    align = RoIAlign(output_size=3, spatial_scale=1.0, sampling_ratio=2)
+    ref = align(feats, rois)
+    x = feats.bfloat16().requires_grad_()
+    out = align(x, rois.bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)
+    out.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16 and x.grad.abs().sum() > 0
+
+
 def test_mmdet_base_config_loads_offline_and_builds(tmp_path):
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
     cfg_file = tmp_path / 'frcnn.py'
     cfg_file.write_text(
@@ -182,7 +248,7 @@ def test_mmdet_base_config_loads_offline_and_builds(tmp_path):
         "model = dict(backbone=dict(init_cfg=None))\n")
     cfg = Config.fromfile(str(cfg_file))
     assert cfg.default_scope == 'mmdet' and cfg.model.type == 'FasterRCNN'
-    init_default_scope('mmdet')
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
     assert type(model).__name__ == 'FasterRCNN'
     assert model.backbone.depth == 50 and model.roi_head.bbox_head.num_classes == 80

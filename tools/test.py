@@ -40,8 +40,11 @@ def parse_args(argv=None):
         '--out', type=str, help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
-        '--show-dir', help='directory where painted images will be saved (under the run\'s '
-        'work_dir/timestamp)')
+        '--show-dir', help='directory where painted images will be saved (mmdet: inside '
+        'work_dir/timestamp; mmpretrain: the path as given)')
+    parser.add_argument(
+        '--interval', type=int, default=1,
+        help='mmpretrain only: visualize every N-th sample (mmdet keeps its hook\'s interval)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
@@ -83,6 +86,7 @@ def enable_visualization(cfg, args, scope):
             hook['test_out_dir'] = args.show_dir
     elif scope == 'mmpretrain':
         hook['enable'] = True
+        hook['interval'] = args.interval
         if args.show_dir:
             hook['out_dir'] = args.show_dir
     else:

@@ -167,10 +167,10 @@ def render_shapes(rng: np.random.Generator, img_size: int = 128, num_objects: in
         else:
             continue
         region = img[mask].mean(0)
-        for _ in range(10):  # a colour that stands out from the background under the shape
-            colour = rng.uniform(0, 255, 3)
-            if np.abs(colour - region).sum() > 150:
-                break
+        # a colour that stands out from the background under it; a fixed number of draws keeps
+        # the generator's state (hence every later box) independent of float pixel values
+        cands = rng.uniform(0, 255, (10, 3))
+        colour = cands[int(np.argmax(np.abs(cands - region).sum(1) > 150))]
         img[mask] = colour + rng.uniform(-20, 20) * np.sin(  # a mild texture of its own
             np.nonzero(mask)[1] * rng.uniform(0.2, 1.0))[:, None]
         occupied |= mask

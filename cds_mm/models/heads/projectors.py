@@ -3,11 +3,6 @@
 Both map an intermediate feature map to one vector per sample and stop there: the CDS head
 L2-normalises. Both are registered in the mmengine root ``MODELS`` registry, so the ``mmdet`` and
 ``mmpretrain`` scopes find them.
-
-Small batches: a plain BatchNorm (not SyncBN) in training mode that sees at most one value per
-channel (a batch of 1 after pooling, or an empty batch) normalises with its running statistics
-and leaves them untouched, where torch would raise. SyncBN under ``torch.distributed`` is left
-alone, since every rank must join its all-reduce.
 """
 import logging
 import math
@@ -47,17 +42,18 @@ def _norm_cfg(norm_cfg: dict, one_d: bool = False) -> dict:
     return cfg
 
 
-def _run(layers: nn.Sequential, x: Tensor) -> Tensor:
-    """Apply ``layers`` in order; see the module docstring for BatchNorm on tiny batches."""
-    for layer in layers:
-        if (isinstance(layer, _BatchNorm) and not isinstance(layer, nn.SyncBatchNorm)
-                and layer.training and layer.running_mean is not None
-                and x.numel() <= x.size(1)):
-            x = F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight,
-                             layer.bias, False, 0.0, layer.eps)
-        else:
-            x = layer(x)
-    return x
+def _hidden_norm(norm: nn.Module, x: Tensor) -> Tensor:
+    """Apply the MLP's hidden norm to (N, C) ``x``, also for N = 1 in training.
+
+    A plain BatchNorm (not SyncBN) in training mode that gets a batch of 1 normalises with its
+    running statistics and leaves them untouched, where torch would raise. SyncBN under
+    torch.distributed is called as is: every rank must join its all-reduce.
+    """
+    if (isinstance(norm, _BatchNorm) and not isinstance(norm, nn.SyncBatchNorm)
+            and norm.training and norm.running_mean is not None and x.size(0) == 1):
+        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                            False, 0.0, norm.eps)
+    return norm(x)
 
 
 def _sep_conv(in_channels: int, out_channels: int, norm_cfg: dict) -> nn.Sequential:
@@ -137,7 +133,7 @@ class SepConvProjector(BaseModule):
             raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
                              f'got {tuple(x.shape)}')
         for block in self.blocks:
-            x = _run(block, x)
+            x = block(x)
         return x.mean(dim=(2, 3))
 
 
@@ -147,8 +143,9 @@ class MLPProjector(BaseModule):
 
     ``num_convs`` x (Conv3x3 -> norm -> ReLU), global average pooling of 4-D inputs, then
     Linear(C, hid) -> norm (1-D) -> ReLU -> Linear(hid, out). The output is not normalised.
-    A batch of 1 in training normalises with the running statistics (module docstring); an
-    empty batch returns (0, out_channels).
+    A batch of 1 in training normalises the hidden layer with its running statistics (BatchNorm
+    raises there; SyncBN under torch.distributed is left alone); an empty batch returns
+    (0, out_channels).
 
     Args:
         in_channels (int): Channels of the input.
@@ -200,11 +197,11 @@ class MLPProjector(BaseModule):
             convs += [nn.ReLU(inplace=True)]
             c = cout
         self.convs = nn.Sequential(*convs)
-        norm = nn.Identity() if bias else build_norm_layer(
+        self.fc0 = nn.Linear(c, hid_channels, bias=bias)
+        self.norm = nn.Identity() if bias else build_norm_layer(
             _norm_cfg(norm_cfg, one_d=True), hid_channels)[1]
-        self.mlp = nn.Sequential(
-            nn.Linear(c, hid_channels, bias=bias), norm, nn.ReLU(inplace=True),
-            nn.Linear(hid_channels, out_channels))
+        self.act = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(hid_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``x`` to (N, out_channels); see the class docstring."""
@@ -214,5 +211,5 @@ class MLPProjector(BaseModule):
             raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
                              f'got {tuple(x.shape)}')
         if x.dim() == 4:
-            x = _run(self.convs, x).mean(dim=(2, 3))
-        return _run(self.mlp, x)
+            x = self.convs(x).mean(dim=(2, 3))
+        return self.fc1(self.act(_hidden_norm(self.norm, self.fc0(x))))

@@ -18,7 +18,7 @@ R50 = [(256, 2048, 3, (256, 512, 1024, 2048)), (512, 2048, 2, (512, 1024, 2048))
 def _pre_pool_shape(head, x):
     """Shape of the last block's output (before global pooling), seen by a forward hook."""
     seen = []
-    handle = head.blocks[-1][-1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    handle = head.blocks[-1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     out = head(x)
     handle.remove()
     return tuple(seen[0]), out
@@ -99,14 +99,14 @@ def test_mlp_with_conv_on_fpn_level():
     out = head(x)
     assert out.shape == (2, 32) and head.out_channels == 32
     assert head.convs[0].in_channels == 256 and head.convs[0].out_channels == 128
-    assert head.mlp[0].in_features == 128
+    assert head.fc0.in_features == 128
     out.sum().backward()
     assert x.grad.abs().sum() > 0
 
 
 def test_mlp_2d_input_and_layout():
     head = MLPProjector(64, hid_channels=32, out_channels=16)
-    assert isinstance(head.mlp[1], nn.BatchNorm1d) and head.mlp[0].bias is None
+    assert isinstance(head.norm, nn.BatchNorm1d) and head.fc0.bias is None
     x = torch.randn(4, 64, 5, 5)
     torch.testing.assert_close(head(x), head(x.mean(dim=(2, 3))))
     assert len(head.convs) == 0
@@ -115,17 +115,17 @@ def test_mlp_2d_input_and_layout():
 def test_mlp_batch_of_one_in_training_uses_running_stats():
     head = MLPProjector(16, hid_channels=8, out_channels=4)
     with torch.no_grad():
-        head.mlp[1].running_mean.uniform_(-1, 1)
-        head.mlp[1].running_var.uniform_(0.5, 2)
+        head.norm.running_mean.uniform_(-1, 1)
+        head.norm.running_var.uniform_(0.5, 2)
     x = torch.randn(1, 16)
-    stats = head.mlp[1].running_mean.clone()
+    stats = head.norm.running_mean.clone()
     out = head.train()(x)
     assert out.shape == (1, 4)
-    torch.testing.assert_close(head.mlp[1].running_mean, stats)      # untouched
+    torch.testing.assert_close(head.norm.running_mean, stats)      # untouched
     torch.testing.assert_close(out, head.eval()(x))
-    # a conv head with a 1x1 map and batch 1 (one value per channel) runs too
+    # a conv head on a feature map of one image runs too (its conv BN sees H * W values)
     conv_head = MLPProjector(16, 8, 4, num_convs=1).train()
-    assert conv_head(torch.randn(1, 16, 1, 1)).shape == (1, 4)
+    assert conv_head(torch.randn(1, 16, 3, 3)).shape == (1, 4)
 
 
 @pytest.mark.parametrize('num_convs', [0, 1])
@@ -141,7 +141,7 @@ def test_mlp_empty_batch(num_convs, train):
 
 def test_mlp_without_norm_has_biases():
     head = MLPProjector(8, 8, 4, num_convs=1, norm_cfg=None)
-    assert head.convs[0].bias is not None and head.mlp[0].bias is not None
+    assert head.convs[0].bias is not None and head.fc0.bias is not None
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
     assert head(torch.randn(1, 8, 3, 3)).shape == (1, 4)
 
@@ -156,7 +156,7 @@ def test_syncbn_falls_back_to_bn_on_one_process(monkeypatch):
     norms = [m for m in [*sep.modules(), *mlp.modules()]
              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert len(norms) == 4 and not any(isinstance(m, nn.SyncBatchNorm) for m in norms)
-    assert isinstance(mlp.mlp[1], nn.BatchNorm1d) and isinstance(mlp.convs[1], nn.BatchNorm2d)
+    assert isinstance(mlp.norm, nn.BatchNorm1d) and isinstance(mlp.convs[1], nn.BatchNorm2d)
     x = torch.randn(2, 32, 8, 8)
     assert sep.train()(x).shape == (2, 64) and mlp.train()(x).shape == (2, 8)
     assert len(logs) == 1 and "norm_cfg=dict(type='BN')" in logs[0]

@@ -193,6 +193,7 @@ def _dist_worker(rank, world_size, port, out_dir):
         loss.backward()
         results[name] = (loss.detach(), [p.grad.clone() for p in proj.parameters()])
     torch.save(results, os.path.join(out_dir, f'rank{rank}.pt'))
+    torch.distributed.barrier()  # both ranks done before the group is torn down
     torch.distributed.destroy_process_group()
 
 

@@ -45,6 +45,7 @@ def _dist_worker(rank, world_size, port, out_dir):
         except ValueError as err:
             res[name] = str(err)
     torch.save(res, os.path.join(out_dir, f'rank{rank}.pt'))
+    torch.distributed.barrier()  # both ranks done before the group is torn down
     torch.distributed.destroy_process_group()
 
 
