@@ -58,6 +58,7 @@ metainfo = dict(classes=('rectangle', 'ellipse', 'triangle'))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='MultiBranch', branch_field=['main', 'cds'],
          main=[dict(type='PackDetInputs')],
@@ -65,6 +66,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
@@ -85,7 +87,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=4)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=4, val_interval=2)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
@@ -93,9 +95,9 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[9, 11], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=True, milestones=[3], gamma=0.1),
 ]
 default_hooks = dict(
-    checkpoint=dict(interval=4, max_keep_ckpts=2),
+    checkpoint=dict(interval=1, max_keep_ckpts=2),
     logger=dict(interval=10))
 randomness = dict(seed=0)

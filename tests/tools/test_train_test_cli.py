@@ -137,12 +137,16 @@ def test_load_from_checkpoint(trained, tmp_path):
     assert 'Iter(train) [1/1]' in log        # load_from restarts the schedule, resume does not
 
 
-def test_amp_trains_on_cpu_with_finite_loss(trained, tmp_path):
+def test_amp_trains_with_finite_loss(trained, tmp_path):
+    import torch
     _, cfg, _ = trained
     log = _run(TRAIN, cfg, '--work-dir', tmp_path / 'w', '--amp', cwd=tmp_path)
     dumped = Config.fromfile(str(next((tmp_path / 'w').glob('*.py'))))   # the run's config
     assert dumped.optim_wrapper.type == 'AmpOptimWrapper'
     assert dumped.optim_wrapper.loss_scale == 'dynamic'
+    # CPU: bf16 autocast (cds_mm.compat lets AmpOptimWrapper build); GPU: mmengine's fp16 default
+    cpu = not torch.cuda.is_available()
+    assert dumped.optim_wrapper.get('dtype') == ('bfloat16' if cpu else None)
     losses = _losses(log)
     assert len(losses) == 2 and all(np.isfinite(losses)), log[-3000:]
     assert (tmp_path / 'w' / 'iter_2.pth').is_file()
