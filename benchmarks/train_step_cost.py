@@ -19,7 +19,7 @@ memory allocated before it on a GPU. The peak is ``VmHWM`` of ``/proc/self/statu
 ``/proc/self/clear_refs`` before the first step; ``ru_maxrss`` cannot be used: Linux keeps in
 it the high-water mark of the address space that ``exec`` replaced, i.e. this (large) parent's.
 
-    python benchmarks/train_step_cost.py --rounds 20 --warmup 3
+    python benchmarks/train_step_cost.py --rounds 10 --warmup 2 --det-size 512
 """
 import argparse
 import copy
@@ -39,8 +39,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 import cds_mm  # noqa: E402,F401  (shims + registries)
 
+MEMORY_STEPS = 3  # the optimizer state appears in the first step
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
-MEMORY_STEPS = 3  # peak over the first steps: the optimizer state appears in the first
 DET_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds_1x_coco.py'
 DET_INS_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds-ins_1x_coco.py'
 # name -> (label, config, cfg changes); the first of each group is the baseline of its ratios
@@ -73,18 +73,17 @@ def model_cfg(config, changes, det):
     return model, cfg.optim_wrapper
 
 
-def build(name, device):
-    """(model, optim_wrapper, step) of one training variant; ``step(data)`` trains once."""
+def build_step(name, device):
+    """``step(data)``: one full training step of the variant ``name``."""
     from mmengine.optim import build_optim_wrapper
     det = name.startswith('det/')
     _, config, changes = (DET_TRAIN if det else CLS_TRAIN)[name]
     model_dict, optim = model_cfg(config, changes, det)
-    registry = _registry(det)
-    model = registry.build(model_dict).to(device).train()
+    model = registry(det).build(model_dict).to(device).train()
     optim_wrapper = build_optim_wrapper(model, optim)
     if name == 'det/naive':
-        return model, optim_wrapper, lambda data: naive_step(model, data, optim_wrapper)
-    return model, optim_wrapper, lambda data: model.train_step(data, optim_wrapper)
+        return lambda data: naive_step(model, data, optim_wrapper)
+    return lambda data: model.train_step(data, optim_wrapper)
 
 
 def naive_step(model, data, optim_wrapper):
@@ -99,12 +98,10 @@ def naive_step(model, data, optim_wrapper):
     optim_wrapper.update_params(parsed)
 
 
-def _registry(det):
-    if det:
-        from mmdet.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    return MODELS
+def registry(det):
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmpretrain.registry import MODELS as CLS_MODELS
+    return DET_MODELS if det else CLS_MODELS
 
 
 def cls_batch(n=128, size=32, views=2):
@@ -153,7 +150,7 @@ def round_robin(runs, data, rounds, warmup, device):
 
 
 def time_training(names, data, args):
-    runs = {name: build(name, args.device)[2] for name in names}
+    runs = {name: build_step(name, args.device) for name in names}
     return round_robin(runs, data, args.rounds, args.warmup, args.device)
 
 
@@ -161,14 +158,14 @@ def time_inference(det, data, args):
     """Median test_step time of the wrapper, its export and the plain upstream model."""
     from mmengine.registry import DefaultScope
     export_tool = load_export_tool()
-    registry = _registry(det)
+    build = registry(det).build
     model_dict, _ = model_cfg(DET_CONFIG if det else CLS_CONFIG, {}, det)
     inner = model_dict['detector' if det else 'classifier']
-    wrapper = registry.build(model_dict).to(args.device).eval()
+    wrapper = build(model_dict).to(args.device).eval()
     _, plain_sd = export_tool.split_state_dict(wrapper.state_dict())
-    exported = registry.build(copy.deepcopy(inner)).to(args.device).eval()
+    exported = build(copy.deepcopy(inner)).to(args.device).eval()
     exported.load_state_dict(plain_sd, strict=True)
-    upstream = registry.build(copy.deepcopy(inner)).to(args.device).eval()
+    upstream = build(copy.deepcopy(inner)).to(args.device).eval()
     models = {'upstream': upstream, 'export': exported, 'wrapper': wrapper}
     scope = 'mmdet' if det else 'mmpretrain'
     with torch.no_grad(), DefaultScope.overwrite_default_scope(scope):
@@ -207,7 +204,7 @@ def measure_memory(name, args):
     from mmengine.registry import DefaultScope
     det = name.startswith('det/')
     with DefaultScope.overwrite_default_scope('mmdet' if det else 'mmpretrain'):
-        _, _, step = build(name, args.device)
+        step = build_step(name, args.device)
         data = det_batch(args.det_size) if det else cls_batch()
         batches = [copy.deepcopy(data) for _ in range(MEMORY_STEPS)]
         if args.device.startswith('cuda'):
@@ -232,8 +229,8 @@ def measure_memory(name, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--rounds', type=int, default=20, help='timed steps per variant')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed steps per variant')
+    parser.add_argument('--rounds', type=int, default=10, help='timed steps per variant')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed steps per variant')
     parser.add_argument('--det-size', type=int, default=512, help='detection image side')
     parser.add_argument('--skip-det', action='store_true', help='classification only')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")

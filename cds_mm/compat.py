@@ -18,8 +18,17 @@ Shims:
     run_mmcv_cpu_ops_in_fp32: mmcv 2.1.0's CPU ``nms`` and ``roi_align`` kernels have no bf16
         dispatch, so a detector under CPU bf16 autocast (``--amp`` without a GPU) fails with
         ``expected scalar type Float but found BFloat16``; they now compute in fp32 on CPU.
+    atomic_checkpoint_save: mmengine 0.10.7 writes a checkpoint's bytes in place, so a kill or a
+        full disk mid-write leaves a truncated ``iter_N.pth`` / ``epoch_N.pth`` (or a half
+        overwritten one); local writes now go to ``path + '.tmp'`` and are renamed over ``path``.
+    run_distributed_on_cpu: mmengine 0.10.7's ``--launcher pytorch`` calls
+        ``torch.cuda.set_device`` and DDP gets ``device_ids``, so ``tools/dist_train.sh`` fails on
+        a CPU-only machine; without an accelerator it now runs on gloo.
 """
 import inspect
+import logging
+import os
+import os.path as osp
 import pickle
 
 import numpy as np
@@ -243,12 +252,110 @@ def run_mmcv_cpu_ops_in_fp32() -> None:
     RoIAlign.forward = roi_align_fp32
 
 
+def atomic_checkpoint_save() -> None:
+    """Make mmengine's local checkpoint writes atomic: the old file or the new one, never half.
+
+    Breaks on: mmengine <= 0.10.7. ``save_checkpoint`` (used by ``Runner.save_checkpoint``, so by
+    ``CheckpointHook``, ``EMAHook`` checkpoints and ``_publish_model``) serialises with
+    ``torch.save`` into memory and hands the bytes to ``LocalBackend.put``, which opens the
+    target with ``'wb'`` (truncating it) and writes in place. A SIGKILL, an OOM kill or a full
+    disk during that write leaves a truncated ``iter_N.pth`` that fails to load, or destroys the
+    previous content of a file saved again under the same name. Fix: ``LocalBackend.put`` (the
+    narrowest point every local checkpoint write goes through; ``HardDiskBackend`` inherits it)
+    writes ``path + '.tmp'`` in the same folder, flushes and fsyncs it, ``os.replace``-s it over
+    ``path`` (atomic on POSIX and Windows) and fsyncs the folder. On an exception the ``.tmp``
+    file is removed; a SIGKILL can leave it behind, and the next write to ``path`` replaces it.
+    A symlinked ``path`` is written through, as before. Other ``put`` callers
+    (``mmengine.dump`` to a local path) become atomic too.
+    """
+    if not _once('atomic_checkpoint_save'):
+        return
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    original = LocalBackend.put
+
+    def put(self, obj, filepath):
+        path = osp.realpath(filepath)  # write through a symlink, as open(filepath) did
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        tmp = path + '.tmp'
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(obj)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if osp.lexists(tmp):
+                os.remove(tmp)
+            raise
+        try:  # POSIX: make the rename itself durable (best effort; no O_DIRECTORY on Windows)
+            fd = os.open(osp.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        except (AttributeError, OSError):
+            return
+        try:
+            os.fsync(fd)
+        except OSError:  # some file systems refuse fsync on a folder
+            pass
+        finally:
+            os.close(fd)
+
+    put.__doc__ = original.__doc__
+    put.__wrapped__ = original
+    LocalBackend.put = put
+
+
+def run_distributed_on_cpu() -> None:
+    """Let ``tools/train.py --launcher pytorch`` (``tools/dist_train.sh``) train on CPU with gloo.
+
+    Breaks on: mmengine <= 0.10.7 on a machine without GPU/NPU/MLU/MUSA. ``_init_dist_pytorch``
+    calls ``torch.cuda.set_device(local_rank)`` unconditionally (``RuntimeError: Found no NVIDIA
+    driver on your system``); the mmdet / mmpretrain ``default_runtime`` configs ask for the
+    ``nccl`` backend, which has no CPU support; and ``Runner.wrap_model`` gives
+    ``MMDistributedDataParallel`` ``device_ids=[LOCAL_RANK]``, which torch's DDP refuses for a
+    module on CPU. Fix, only without an accelerator: no ``set_device``, ``gloo`` in place of
+    ``nccl`` (warned once per process), and no ``device_ids`` for a module whose parameters are
+    all on CPU. With an accelerator both functions run unchanged. SyncBN still needs GPUs: on CPU
+    torch's DDP raises ``ValueError: SyncBatchNorm layers only work with GPU modules``.
+    """
+    if not _once('run_distributed_on_cpu'):
+        return
+    import torch.distributed as torch_dist
+    from mmengine.dist import utils as dist_utils
+    from mmengine.logging import print_log
+    from mmengine.model import MMDistributedDataParallel
+    init_pytorch = dist_utils._init_dist_pytorch
+
+    def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+        if _has_accelerator() or init_backend != 'torch':
+            return init_pytorch(backend, init_backend=init_backend, **kwargs)
+        if backend == 'nccl':
+            print_log("env_cfg.dist_cfg.backend='nccl' needs GPUs; using 'gloo' on this CPU-only "
+                      "machine. Set env_cfg.dist_cfg.backend='gloo' to silence this.",
+                      logger='current', level=logging.WARNING)
+            backend = 'gloo'
+        torch_dist.init_process_group(backend=backend, **kwargs)
+
+    ddp_init = MMDistributedDataParallel.__init__
+
+    def __init__(self, module, detect_anomalous_params=False, **kwargs):
+        if (kwargs.get('device_ids') is not None and not _has_accelerator()
+                and all(p.device.type == 'cpu' for p in module.parameters())):
+            kwargs['device_ids'] = None
+        ddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+    _init_dist_pytorch.__wrapped__, __init__.__wrapped__ = init_pytorch, ddp_init
+    __init__.__doc__ = ddp_init.__doc__
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+    MMDistributedDataParallel.__init__ = __init__
+
+
 def apply_all() -> None:
     """Apply every shim (idempotent; importing ``cds_mm`` already does this)."""
     allow_mmengine_checkpoint_globals()
     enable_cpu_amp_optim_wrapper()
     fix_mmcv_adjust_hue_for_numpy2()
     run_mmcv_cpu_ops_in_fp32()
+    atomic_checkpoint_save()
+    run_distributed_on_cpu()
 
 
 apply_all()

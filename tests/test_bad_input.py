@@ -151,11 +151,17 @@ def runs(tmp_path_factory):
             proc.communicate()
 
 
+def build_cls(cfg, registry=CLS_MODELS):
+    """Build in the mmpretrain scope whatever default scope other tests left behind."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return registry.build(cfg)
+
+
 def _cls(cds_head=None, **kwargs):
     torch.manual_seed(0)
     head = dict(type='CDSHead', taps=TAPS)
     head.update(cds_head or {})
-    return CLS_MODELS.build(dict(type='CDSClassifier', classifier=copy.deepcopy(CLASSIFIER),
+    return build_cls(dict(type='CDSClassifier', classifier=copy.deepcopy(CLASSIFIER),
                                  cds_head=head, **kwargs))
 
 
@@ -185,10 +191,12 @@ def det_model_cfg():
 
 def _det(model_cfg, key=None, **changes):
     cfg = copy.deepcopy(model_cfg)
+    cfg.probe_size = 64
     if key:
         cfg[key].update(changes)
     torch.manual_seed(0)
-    return DET_MODELS.build(cfg)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return DET_MODELS.build(cfg)
 
 
 def _det_loss(model):
@@ -280,9 +288,9 @@ def test_cds_needs_both_branches_detector(det_model_cfg):
 def test_multiview_with_three_views_is_rejected(num_views):
     """Three views from mmpretrain's MultiView reach CDSClassifier through the real path."""
     transforms = [[dict(type='RandomFlip', prob=0.5)]] * len(num_views)
-    pipeline = [TRANSFORMS.build(dict(type='MultiView', num_views=num_views,
-                                      transforms=transforms)),
-                TRANSFORMS.build(dict(type='PackInputs'))]
+    pipeline = [build_cls(dict(type='MultiView', num_views=num_views, transforms=transforms),
+                          TRANSFORMS),
+                build_cls(dict(type='PackInputs'), TRANSFORMS)]
     rng = np.random.default_rng(0)
     items = []
     for i in range(4):
@@ -331,7 +339,7 @@ def test_supcon_single_sample_batch_warns_or_raises():
 def test_shipped_demo_dataloaders_feed_the_wrapper(runs):
     root, _ = runs
     cfg = Config.fromfile(DEMO_CLS)
-    model = CLS_MODELS.build(copy.deepcopy(cfg.model))
+    model = build_cls(copy.deepcopy(cfg.model))
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     for split in ('train', 'val'):
         loader_cfg = copy.deepcopy(cfg[f'{split}_dataloader'])
@@ -408,7 +416,7 @@ def test_load_from_another_width_warns_and_keeps_the_init(runs, capsys):
     cfg.model.classifier.backbone.base_channels = 16          # same stem, wider stages
     cfg.model.classifier.head.in_channels = 128
     torch.manual_seed(0)
-    model = CLS_MODELS.build(cfg.model)
+    model = build_cls(cfg.model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     capsys.readouterr()
     saved = _runner_load(model, ckpt_path)['state_dict']
@@ -430,7 +438,7 @@ def test_load_from_another_width_warns_and_keeps_the_init(runs, capsys):
                    'and mmengine only prints the unexpected/missing keys')
 def test_load_from_a_plain_classifier_checkpoint(tmp_path, capsys):
     torch.manual_seed(1)
-    plain = CLS_MODELS.build(copy.deepcopy(CLASSIFIER))
+    plain = build_cls(copy.deepcopy(CLASSIFIER))
     path = tmp_path / 'plain.pth'
     torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
     model = _cls()

@@ -13,7 +13,7 @@ WORK_DIR="${CDS_DEMO_WORK_DIR:-work_dirs/demo_cds_shapes}"
 bash "$REPO/tools/setup_env.sh"
 cd "$REPO"
 echo "[demo] == data: data/shapes (generated, deterministic)"
-"$PY" tools/dataset_converters/make_shapes_coco.py data/shapes
+"$PY" tools/dataset_converters/make_shapes_coco.py data/shapes --num-train 400 --num-val 100
 echo "[demo] == train $CONFIG"
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"

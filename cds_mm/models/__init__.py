@@ -1,1 +1,2 @@
-from . import classifiers, detectors, heads, losses, taps, utils  # noqa: F401
+from . import (classifiers, data_preprocessors, detectors, heads, losses,  # noqa: F401
+               taps, utils)

@@ -11,6 +11,7 @@ import copy
 import pytest
 import torch
 from mmengine.optim import OptimWrapper
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -44,6 +45,12 @@ PROJECTORS = {
 }
 
 
+def build(cfg):
+    """Build in the mmpretrain scope whatever default scope other tests left behind."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg)
+
+
 def _batch(n, side, seed=0):
     g = torch.Generator().manual_seed(seed)
     views = [torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=g)
@@ -58,7 +65,7 @@ def test_cds_trains_on_a_non_resnet_backbone(backbone, projector):
     classifier, taps, channels, side = BACKBONES[backbone]
     torch.manual_seed(0)
     head = dict(type='CDSHead', taps=taps, projector=PROJECTORS[projector])   # no in_channels
-    model = MODELS.build(dict(type='CDSClassifier', classifier=copy.deepcopy(classifier),
+    model = build(dict(type='CDSClassifier', classifier=copy.deepcopy(classifier),
                               cds_head=head, probe_size=side))
     assert model.cds_head.in_channels == channels
     if projector == 'sepconv':   # every stage projected to the last tap's width
@@ -93,7 +100,7 @@ def test_cds_trains_on_a_non_resnet_backbone(backbone, projector):
 def test_logged_loss_is_the_optimised_total():
     classifier, taps, _, side = BACKBONES['convnext']
     torch.manual_seed(0)
-    model = MODELS.build(dict(type='CDSClassifier', classifier=copy.deepcopy(classifier),
+    model = build(dict(type='CDSClassifier', classifier=copy.deepcopy(classifier),
                               cds_head=dict(type='CDSHead', taps=taps), probe_size=side))
     data = model.data_preprocessor(_batch(8, side), True)
     losses = model(**data, mode='loss')

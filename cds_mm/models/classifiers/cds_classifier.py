@@ -38,8 +38,10 @@ class CDSClassifier(BaseModel):
         probe_size (int): Side of the dummy image used to probe the tapped
             channels. Defaults to 64.
         data_preprocessor (dict, optional): Defaults to a
-            ``SelfSupDataPreprocessor`` (accepts a list of views) with the
-            classifier's mean, std and channel order.
+            :class:`MultiViewDataPreprocessor` (accepts a list of views) with
+            the classifier's mean, std and channel order. A dict without
+            ``type`` (mmpretrain's top-level ``data_preprocessor``, which the
+            Runner hands to the model) gives those settings instead.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
 
     Shapes:
@@ -59,9 +61,9 @@ class CDSClassifier(BaseModel):
         if mode not in MODES:
             raise ValueError(f'model.mode must be one of {MODES}, got {mode!r}')
         classifier = copy.deepcopy(dict(classifier))
-        if data_preprocessor is None:
+        if data_preprocessor is None or 'type' not in data_preprocessor:
             data_preprocessor = _multi_view_preprocessor(
-                classifier.get('data_preprocessor'))
+                data_preprocessor or classifier.get('data_preprocessor'))
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.classifier = MODELS.build(classifier)
         self.mode = mode
@@ -144,7 +146,7 @@ def _first_view(inputs: Union[Tensor, Sequence[Tensor]]) -> Tensor:
 def _multi_view_preprocessor(inner: Optional[dict]) -> dict:
     """The classifier's normalisation, for a list of views."""
     inner = dict(inner or {})
-    cfg = dict(type='mmpretrain.SelfSupDataPreprocessor')
+    cfg = dict(type='MultiViewDataPreprocessor')
     for key in ('mean', 'std', 'pad_size_divisor', 'pad_value'):
         if key in inner:
             cfg[key] = inner[key]

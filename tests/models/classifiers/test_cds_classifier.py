@@ -40,7 +40,7 @@ def test_probes_channels_and_builds_paper_heads():
     assert [p.out_channels for p in model.cds_head.projectors] == [64] * 4
     assert len(list(model.cds_head.projectors[3].parameters())) == 0
     dp = model.data_preprocessor
-    assert type(dp).__name__ == 'SelfSupDataPreprocessor'
+    assert type(dp).__name__ == 'MultiViewDataPreprocessor'
     assert dp.mean.flatten().tolist() == [1., 2., 3.]
     assert dp._channel_conversion
 
@@ -158,3 +158,24 @@ def test_frozen_stage_tap_rejected():
     with pytest.raises(ValueError, match="'backbone.layer1' is a frozen module"):
         MODELS.build(dict(type='CDSClassifier', classifier=cfg,
                           cds_head=dict(type='CDSHead', taps=TAPS)))
+
+
+@pytest.mark.parametrize('collate', ['pseudo_collate', 'default_collate'])
+def test_both_collate_functions_reach_the_loss(collate):
+    """MultiView + PackInputs batches, collated either way, train the wrapper."""
+    from mmengine.dataset import default_collate, pseudo_collate
+    from mmpretrain.datasets.transforms import PackInputs
+    model = build().train()
+    views, samples = batch(n=4)
+    pack = PackInputs()
+    items = [pack(dict(img=[views[0][i].permute(1, 2, 0).numpy(),
+                            views[1][i].permute(1, 2, 0).numpy()],
+                       gt_label=int(samples[i].gt_label))) for i in range(4)]
+    data = dict(pseudo_collate=pseudo_collate, default_collate=default_collate)[collate](items)
+    data = model.data_preprocessor(data, True)
+    assert [tuple(v.shape) for v in data['inputs']] == [(4, 3, 32, 32)] * 2
+    losses = model(**data, mode='loss')
+    assert sorted(losses) == ['loss'] + [f'loss_cds_s{i}' for i in range(4)]
+    single = pseudo_collate([pack(dict(img=views[0][i].permute(1, 2, 0).numpy()))
+                             for i in range(4)])
+    assert model.data_preprocessor(single, False)['inputs'].shape == (4, 3, 32, 32)
