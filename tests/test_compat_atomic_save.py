@@ -1,4 +1,4 @@
-"""cds_mm.compat.atomic_checkpoint_save: a failed or killed checkpoint write never leaves half a file.
+"""compat.atomic_checkpoint_save: a failed or killed checkpoint write never leaves half a file.
 
 mmengine 0.10.7's ``save_checkpoint`` serialises into memory, then ``LocalBackend.put`` writes the
 bytes; a failure can hit either step. A failing ``torch.save`` is harmless already (nothing reaches

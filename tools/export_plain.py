@@ -85,17 +85,15 @@ def export(checkpoint: str, out_dir: str) -> Dict[str, str]:
 def check_strict(config: str, plain_path: str) -> None:
     """Build the plain inner model of ``config`` and load ``strict=True``."""
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.registry import MODELS
+    from mmengine.registry import MODELS, DefaultScope
 
     cfg = Config.fromfile(config)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope(scope)
     inner = cfg.model.get('classifier', cfg.model.get('detector'))
     if inner is None:
         raise ValueError(f'{config}: model has neither classifier= nor detector=')
-    model = MODELS.build(inner)
+    # the config's own scope, whatever an earlier build in this process left
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+        model = MODELS.build(inner)
     state_dict = torch.load(plain_path, map_location='cpu',
                             weights_only=True)['state_dict']
     model.load_state_dict(state_dict, strict=True)

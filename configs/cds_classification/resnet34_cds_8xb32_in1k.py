@@ -3,8 +3,10 @@
 # Paper Table 3 top-1: 73.17 -> 76.19 (their ResNet skips the max-pool, §9.1;
 # this config keeps the standard ResNet).
 _base_ = [
-    'mmpretrain::resnet/resnet34_8xb32_in1k.py',
+    'mmpretrain::_base_/models/resnet34.py',
     '../_base_/datasets/imagenet_cds_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    'mmpretrain::_base_/default_runtime.py',
     '../_base_/cds/resnet_stage_cds_head.py',
 ]
 custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
@@ -18,7 +20,10 @@ model = dict(
     classifier=classifier,
     cds_head=_base_.cds_head)
 
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
 param_scheduler = dict(
     type='MultiStepLR', by_epoch=True, milestones=[30, 60], gamma=0.1)
-train_cfg = dict(max_epochs=90)
+train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=1)
+auto_scale_lr = dict(base_batch_size=256)
 randomness = dict(seed=0)

@@ -35,14 +35,7 @@ def shipped_configs():
 
 CONFIGS = shipped_configs()
 
-# mmpretrain::resnet/resnetXX_8xb32_in1k.py already inherits _base_/datasets/imagenet_bs32.py,
-# which ../_base_/datasets/imagenet_cds_bs32.py inherits again: mmengine refuses the file with
-# "Duplicate key is not allowed among bases". Fix: inherit the model, schedule and runtime
-# bases one by one instead of the whole upstream config.
-_DUPLICATE_BASES = pytest.mark.xfail(strict=True, reason='duplicate keys among _base_ files')
-BROKEN = {osp.join('cds_classification', f'resnet{d}_cds_8xb32_in1k.py'): _DUPLICATE_BASES
-          for d in (18, 34, 50)}
-CONFIG_PARAMS = [pytest.param(c, marks=BROKEN[c]) if c in BROKEN else c for c in CONFIGS]
+CONFIG_PARAMS = CONFIGS
 
 # Config.fromfile imports custom_imports itself; the model is built as Runner.from_cfg does
 # (init_default_scope, then the root MODELS). No init_weights: nothing is downloaded or loaded.

@@ -1,5 +1,5 @@
-"""Seeded runs repeat exactly: two ``tools/train.py`` runs of the tiny CDS classifier and of the tiny
-CDS detector (3 iterations each, ``randomness=dict(seed=0, deterministic=True)``) log identical
+"""Seeded runs repeat exactly: two ``tools/train.py`` runs of the tiny CDS classifier and of the
+tiny CDS detector (3 iterations each, ``randomness=dict(seed=0, deterministic=True)``) log identical
 losses and save identical weights.
 
 Both runs of a pair use the same thread count (``OMP_NUM_THREADS=1``): CPU kernels reduce in a
@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from cds_mm.datasets import make_shapes_coco  # importing cds_mm lets torch.load read ckpts
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')
 CLS_CFG = osp.join(REPO_ROOT, 'configs', 'demo', 'resnet18-w16_cds_1xb128_fashionmnist.py')
 DET_CFG = osp.join(REPO_ROOT, 'configs', 'demo', 'faster-rcnn_r18-w16_fpn_cds_shapes.py')
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+# CPU only (also on a GPU machine), one thread per process
+ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 NOT_COMPARED = ('time', 'data_time')  # wall-clock entries of scalars.json
 
 # IterBasedTrainLoop, a checkpoint at the end, per-iteration raw values in scalars.json
@@ -85,7 +88,6 @@ def scalars(work_dir):
 def configs(tmp_path_factory):
     root = tmp_path_factory.mktemp('determinism')
     write_fashion_idx(str(root / 'fmnist'))
-    from cds_mm.datasets import make_shapes_coco
     make_shapes_coco(str(root / 'shapes'), num_train=16, num_val=8, img_size=64)
     cls_cfg, det_cfg = root / 'tiny_cls.py', root / 'tiny_det.py'
     cls_cfg.write_text(TINY.format(base=CLS_CFG) + CLS_DATA.format(root=str(root / 'fmnist')))

@@ -227,8 +227,6 @@ def test_check_strict_accepts_the_export(cls_export):
         export_plain.check_strict(CLS_CONFIG, paths['plain'])
 
 
-@pytest.mark.xfail(strict=True, reason='check_strict builds under whatever default scope is '
-                   'current instead of the config\'s default_scope')
 def test_check_strict_uses_the_config_scope(cls_export):
     _, paths, _ = cls_export
     with DefaultScope.overwrite_default_scope('mmdet'):   # e.g. after building a detector

@@ -83,6 +83,7 @@ class CDSClassifier(BaseModel):
         if mode == 'dsn' and head_cfg.get('num_classes') is None:
             head_cfg['num_classes'] = classifier.get('head', {}).get('num_classes')
         self.cds_head = MODELS.build(head_cfg)
+        self._register_load_state_dict_pre_hook(_prefix_plain_keys)
 
     def forward(self,
                 inputs: Union[Tensor, List[Tensor]],
@@ -102,13 +103,13 @@ class CDSClassifier(BaseModel):
         """Classifier loss on view 1 plus the intermediate losses."""
         view1 = _first_view(inputs)
         if self.mode == 'off':
-            return self.classifier.loss(view1, data_samples)
+            return _rename_task_loss(self.classifier.loss(view1, data_samples))
         labels = torch.cat([ds.gt_label for ds in data_samples]).to(view1.device)
         if not self.cds_head.needs_second_view:
             with self.taps.capture() as feats:
                 losses = self.classifier.loss(view1, data_samples)
             losses.update(self.cds_head.loss(feats, labels=labels))
-            return losses
+            return _rename_task_loss(losses)
 
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(
@@ -130,13 +131,33 @@ class CDSClassifier(BaseModel):
             with self.taps.capture() as feats2:
                 self.classifier.extract_feat(view2, stage=self._view2_stage)
         losses.update(self.cds_head.loss(feats1, feats2, labels))
-        return losses
+        return _rename_task_loss(losses)
 
     def predict(self, inputs: Union[Tensor, List[Tensor]],
                 data_samples: Optional[List[DataSample]] = None,
                 **kwargs) -> List[DataSample]:
         """The plain classifier's prediction (heads unused)."""
         return self.classifier.predict(_first_view(inputs), data_samples, **kwargs)
+
+
+def _rename_task_loss(losses: dict) -> dict:
+    """mmpretrain heads call their CE ``'loss'``, the key mmengine logs the
+    optimised total under; ``'loss_cls'`` keeps both visible."""
+    if 'loss' in losses:
+        losses['loss_cls'] = losses.pop('loss')
+    return losses
+
+
+def _prefix_plain_keys(state_dict, prefix, *args) -> None:
+    """Let ``load_from`` take a plain classifier checkpoint (e.g. pretrained
+    weights): keys without ``classifier.`` are moved under it."""
+    if any(k.startswith(prefix + 'classifier.') for k in state_dict):
+        return
+    for key in list(state_dict):
+        rest = key[len(prefix):]
+        if key.startswith(prefix) and not rest.startswith(
+                ('cds_head.', 'data_preprocessor.')):
+            state_dict[prefix + 'classifier.' + rest] = state_dict.pop(key)
 
 
 def _first_view(inputs: Union[Tensor, Sequence[Tensor]]) -> Tensor:

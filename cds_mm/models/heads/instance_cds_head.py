@@ -87,6 +87,12 @@ class InstanceCDSHead(BaseModule):
              labels: List[Tensor],
              input_sizes: Sequence[Sequence[int]]) -> Dict[str, Tensor]:
         """``{'loss_cds_inst_s<i>': ()}`` per tap."""
+        for name, f1, f2, c in zip(self.taps, feats, feats_view2, self.in_channels):
+            for f in (f1, f2):
+                if f.dim() != 4 or f.shape[1] != c:
+                    raise ValueError(
+                        f'tap {name!r} gave a feature of shape {tuple(f.shape)}, '
+                        f'but instance_head.in_channels says {c} channels (dim 1)')
         keep = [len(b1) == len(b2) and len(b1) > 0
                 for b1, b2 in zip(boxes, boxes_view2)]
         rois1 = [b.float() if k else b.new_zeros(0, 4)

@@ -53,7 +53,7 @@ def test_cds_loss_trains_heads_and_backbone_view2_skips_neck_and_head():
     orig_head_loss = model.classifier.head.loss
     model.classifier.head.loss = lambda *a, **k: head_calls.append(1) or orig_head_loss(*a, **k)
     losses = model.loss(views, samples)
-    assert sorted(losses) == ['loss'] + [f'loss_cds_s{i}' for i in range(4)]
+    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
     assert len(neck_calls) == 1 and len(head_calls) == 1  # view 2: backbone only
     total = sum(losses.values())
     assert torch.isfinite(total)
@@ -73,7 +73,7 @@ def test_cds_loss_equals_head_loss_on_view1_plus_supcon():
     model.eval()
     losses = model.loss(views, samples)
     plain = model.classifier.loss(views[0], samples)
-    torch.testing.assert_close(losses['loss'], plain['loss'])
+    torch.testing.assert_close(losses['loss_cls'], plain['loss'])
     labels = torch.tensor([s.gt_label.item() for s in samples])
     with model.taps.capture() as f1:
         model.classifier.backbone(views[0])
@@ -101,11 +101,11 @@ def test_modes_differ_only_in_intermediate_loss():
     views, samples = batch()
     dsn = build('dsn').train()
     losses = dsn.loss(views[0], samples)  # DSN needs no second view
-    assert sorted(losses) == ['loss'] + [f'loss_dsn_s{i}' for i in range(4)]
+    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_dsn_s{i}' for i in range(4)])
     assert all(torch.isfinite(v) for v in losses.values())
     off = build('off').train()
     assert list(off.cds_head.parameters()) == []
-    assert sorted(off.loss(views, samples)) == ['loss']
+    assert sorted(off.loss(views, samples)) == ['loss_cls']
     # same inner weights layout in all three modes
     cds = build('cds')
     assert cds.classifier.state_dict().keys() == off.classifier.state_dict().keys()
@@ -119,7 +119,7 @@ def test_joint_batch_runs_both_views_through_one_forward():
         lambda m, i, o: sizes.append(i[0].shape[0]))
     losses = model.loss(views, samples)
     assert sizes == [12]  # one 2N batch, like the authors' code
-    assert sorted(losses) == ['loss'] + [f'loss_cds_s{i}' for i in range(4)]
+    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
     assert torch.isfinite(sum(losses.values()))
 
 
@@ -132,7 +132,7 @@ def test_weight_scale_scales_every_cds_term():
     for i in range(4):
         assert full[f'loss_cds_s{i}'] != 0
         assert zero[f'loss_cds_s{i}'] == 0
-    torch.testing.assert_close(full['loss'], zero['loss'])
+    torch.testing.assert_close(full['loss_cls'], zero['loss_cls'])
 
 
 def test_errors_name_the_config_key():
@@ -175,7 +175,7 @@ def test_both_collate_functions_reach_the_loss(collate):
     data = model.data_preprocessor(data, True)
     assert [tuple(v.shape) for v in data['inputs']] == [(4, 3, 32, 32)] * 2
     losses = model(**data, mode='loss')
-    assert sorted(losses) == ['loss'] + [f'loss_cds_s{i}' for i in range(4)]
+    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
     single = pseudo_collate([pack(dict(img=views[0][i].permute(1, 2, 0).numpy()))
                              for i in range(4)])
     assert model.data_preprocessor(single, False)['inputs'].shape == (4, 3, 32, 32)
