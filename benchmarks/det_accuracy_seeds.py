@@ -8,7 +8,7 @@ mosaic's own val set (items from t10k) is the test split. The checkpoint with th
 bbox mAP is tested once on the test split. Runs go through ``tools/train.py`` /
 ``tools/test.py`` in subprocesses, so the numbers are what a user gets from the CLI.
 
-    python benchmarks/det_accuracy_seeds.py --epochs 8 --num-train 2000 --num-val 250
+    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500 --num-val 250
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not show.
 """
@@ -131,8 +131,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=DEBIAN_ROOT, help='Fashion-MNIST IDX files')
     parser.add_argument('--data-dir', default='data/fashion_mosaic', help='mosaic output')
-    parser.add_argument('--epochs', type=int, default=8)
-    parser.add_argument('--num-train', type=int, default=2000)
+    parser.add_argument('--epochs', type=int, default=6)
+    parser.add_argument('--num-train', type=int, default=1500)
     parser.add_argument('--num-val', type=int, default=250)
     parser.add_argument('--num-test', type=int, default=1000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])

@@ -272,8 +272,9 @@ def main():
           f'({torch.get_num_threads()} threads), device {args.device} ({dev or "cpu"}); '
           f'{args.rounds} rounds after {args.warmup} warm-up, median; '
           f'total {time.time() - start:.0f} s')
-    print(f'cls: ResNet-18 w16 (demo config), batch 128 at 32x32. det: Faster R-CNN R50-FPN, '
-          f'batch 2 at {args.det_size}x{args.det_size}, 3 boxes per image.')
+    det_line = '' if args.skip_det else (f' det: Faster R-CNN R50-FPN, batch 2 at {args.det_size}'
+                                         f'x{args.det_size}, 3 boxes per image.')
+    print(f'cls: ResNet-18 w16 (demo config), batch 128 at 32x32.{det_line}')
     mem_kind = 'CUDA max allocated' if args.device.startswith('cuda') else 'peak RSS'
     print(f'| model | step | variant | median (ms) | time ratio | {mem_kind} (MiB) | mem ratio |')
     print('|---|---|---|---|---|---|---|')

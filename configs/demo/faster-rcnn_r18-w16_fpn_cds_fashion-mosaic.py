@@ -12,19 +12,8 @@ model = dict(detector=dict(roi_head=dict(bbox_head=dict(num_classes=10))))
 data_root = 'data/fashion_mosaic/'
 metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                          'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'))
-# a Resize at the canvas size changes no pixel but records the scale_factor
-# that mmdet's predict(rescale=True) needs
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
-]
 train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
-val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo,
-                                   pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
