@@ -364,11 +364,6 @@ def test_empty_image_folder_is_an_understandable_error(runs):
     assert '.png' in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason='an empty annotation list fails inside mmengine with '
-                   "'ValueError: need at least one array to concatenate' (BaseDataset."
-                   "_serialize_data; 'ZeroDivisionError' in DefaultSampler with "
-                   'serialize_data=False): nothing says the data set is empty')
 def test_empty_annotation_file_is_an_understandable_error(runs):
     rc, out, err = runs[1]('empty_ann')
     assert rc != 0
