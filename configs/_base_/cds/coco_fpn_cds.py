@@ -1,0 +1,21 @@
+# Image-level CDS on FPN levels for COCO detectors: the two-view train
+# pipeline (geometry shared by both views, the colour recipe on the 'cds'
+# branch) and the head template. Configs set the taps and channels.
+_base_ = './det_contrast_view.py'
+
+cds_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='MultiBranch', branch_field=['main', 'cds'],
+         main=[dict(type='PackDetInputs')],
+         cds=_base_.contrast_view + [dict(type='PackDetInputs')]),
+]
+fpn_cds_head = dict(
+    type='CDSHead',
+    loss_weight=0.1,
+    projector=dict(type='MLPProjector', num_convs=1, hid_channels=256,
+                   out_channels=128),
+    loss=dict(type='SupConLoss', temperature=0.07),
+    use_labels=False)
