@@ -7,16 +7,11 @@ dataloader. In subprocesses (started together when the module starts, on 12 gene
 ``load_from`` does with a checkpoint of another model (``Runner.load_checkpoint``'s own steps).
 """
 import copy
-import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet.registry import MODELS as DET_MODELS
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.dataset import default_collate, pseudo_collate
 from mmengine.optim import OptimWrapper
@@ -25,18 +20,13 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmengine.structures import InstanceData
 from mmpretrain.registry import DATASETS
-from mmpretrain.registry import MODELS as CLS_MODELS
 from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
-from PIL import Image
 
 import cds_mm  # noqa: F401
 from cds_mm.models.losses import SupConLoss
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')
-DEMO_CLS = osp.join(REPO_ROOT, 'configs', 'demo', 'resnet18-w16_cds_1xb128_fashionmnist.py')
-DEMO_DET = osp.join(REPO_ROOT, 'configs', 'demo', 'faster-rcnn_r18-w16_fpn_cds_shapes.py')
+from cds_test_utils import (DEMO_CLS_CFG, DEMO_DET_CFG, TRAIN, build_cls, build_det, det_samples,
+                            kill_running, popen_python, wait, write_class_pngs)
 
 CLASSIFIER = dict(
     type='ImageClassifier',
@@ -98,31 +88,11 @@ print('@@CDS_MM_IMPORTED@@', 'cds_mm' in sys.modules)
 '''
 
 
-def _popen(args, cwd):
-    return subprocess.Popen([sys.executable, *map(str, args)], cwd=str(cwd), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait(proc, timeout=300):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return proc.returncode, out, err
-
-
 @pytest.fixture(scope='module', autouse=True)
 def runs(tmp_path_factory):
     """PNG data, configs, and the three subprocesses, started with this module's first test."""
     root = tmp_path_factory.mktemp('bad_input')
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(['cat', 'dog', 'fox']):
-        (root / 'data' / name).mkdir(parents=True)
-        for i in range(4):
-            img = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8) + 60 * c
-            Image.fromarray(img).save(root / 'data' / name / f'{i}.png')
+    write_class_pngs(root / 'data')
     (root / 'empty').mkdir()
     (root / 'empty_ann.txt').write_text('')
     cfgs = dict(
@@ -132,27 +102,19 @@ def runs(tmp_path_factory):
     for name, text in cfgs.items():
         (root / f'{name}.py').write_text(text)
     procs = dict(
-        train=_popen([TRAIN, root / 'train.py', '--work-dir', root / 'w_train'], root),
-        empty_ann=_popen([TRAIN, root / 'empty_ann.py', '--work-dir', root / 'w_ea'], root),
-        runner=_popen(['-c', RUNNER_CHILD, root / 'train.py', root / 'w_runner'], root))
+        train=popen_python(TRAIN, root / 'train.py', '--work-dir', root / 'w_train', cwd=root),
+        empty_ann=popen_python(TRAIN, root / 'empty_ann.py', '--work-dir', root / 'w_ea',
+                               cwd=root),
+        runner=popen_python('-c', RUNNER_CHILD, root / 'train.py', root / 'w_runner', cwd=root))
     results = {}
 
     def result(name):
         if name not in results:
-            results[name] = _wait(procs[name])
+            results[name] = wait(procs[name], timeout=300)
         return results[name]
 
     yield root, result
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
-def build_cls(cfg, registry=CLS_MODELS):
-    """Build in the mmpretrain scope whatever default scope other tests left behind."""
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return registry.build(cfg)
+    kill_running(procs.values())
 
 
 def _cls(cds_head=None, **kwargs):
@@ -170,21 +132,17 @@ def _views(n=6, k=2):
 
 
 def _det_samples(n=2, size=64):
-    samples = []
-    for _ in range(n):
-        s = DetDataSample()
-        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size),
-                            scale_factor=(1.0, 1.0), batch_input_shape=(size, size)))
+    samples = det_samples(n, size)
+    for s in samples:
         s.gt_instances = InstanceData(bboxes=torch.tensor([[5., 5., 30., 25.],
                                                            [35., 10., 60., 45.]]),
                                       labels=torch.tensor([0, 1]))
-        samples.append(s)
     return samples
 
 
 @pytest.fixture(scope='module')
 def det_model_cfg():
-    return Config.fromfile(DEMO_DET).model
+    return Config.fromfile(DEMO_DET_CFG).model
 
 
 def _det(model_cfg, key=None, **changes):
@@ -193,8 +151,7 @@ def _det(model_cfg, key=None, **changes):
     if key:
         cfg[key].update(changes)
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return DET_MODELS.build(cfg)
+    return build_det(cfg)
 
 
 def _det_loss(model):
@@ -331,7 +288,7 @@ def test_shipped_demo_dataloaders_feed_the_wrapper(runs):
     """The demo sets no collate_fn: mmengine's pseudo_collate hands the wrapper per-sample
     lists (mmpretrain's SelfSupDataPreprocessor alone fails on them, in train and in val)."""
     root, _ = runs
-    cfg = Config.fromfile(DEMO_CLS)
+    cfg = Config.fromfile(DEMO_CLS_CFG)
     model = build_cls(copy.deepcopy(cfg.model))
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     for split in ('train', 'val'):

@@ -8,30 +8,16 @@ dataloader (sampler order and the pipeline's numpy draws come back), so from ite
 resumed run logs the same losses and ends with the same weights as an uninterrupted run, with
 EMAHook's averaged weights included.
 """
-import glob
-import json
 import math
-import os
-import os.path as osp
 import re
 import signal
-import struct
-import subprocess
-import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
 import cds_mm  # noqa: F401  (lets torch.load read Runner checkpoints safely)
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')
-CLS_CFG = osp.join(REPO_ROOT, 'configs', 'demo', 'resnet18-w16_cds_1xb128_fashionmnist.py')
-# CPU only (also on a GPU machine), one thread per process
-ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-NOT_COMPARED = ('time', 'data_time')
+from cds_test_utils import DEMO_CLS_CFG, finish, popen_train, scalars_all_runs, write_fashion_idx
 
 TINY = """
 _base_ = {base!r}
@@ -51,44 +37,8 @@ custom_hooks = {hooks!r}
 """
 
 
-def write_fashion_idx(root, n=32):
-    """Uncompressed Fashion-MNIST-style IDX files: noise plus a label-sized bright bar."""
-    os.makedirs(root, exist_ok=True)
-    rng = np.random.default_rng(0)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for img, label in zip(imgs, labels):
-        img[4:10 + 2 * label, 6:20] += 120
-    for split in ('train', 't10k'):
-        for kind, arr in (('images-idx3', imgs), ('labels-idx1', labels)):
-            raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f'>{arr.ndim}I', *arr.shape)
-            with open(osp.join(root, f'{split}-{kind}-ubyte'), 'wb') as f:
-                f.write(raw + arr.tobytes())
-
-
-def scalars(work_dir):
-    """Per-step training scalars of every run in ``work_dir`` (later runs win)."""
-    out = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                entry = json.loads(line)
-                if 'loss' in entry:
-                    out[entry['step']] = {k: v for k, v in entry.items() if k not in NOT_COMPARED}
-    return out
-
-
-def train(cfg, work_dir, *args, **popen_kwargs):
-    return subprocess.Popen([sys.executable, TRAIN, str(cfg), '--work-dir', str(work_dir),
-                             '--no-validate', *args], cwd=str(work_dir.parent), env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **popen_kwargs)
-
-
-def finish(proc, timeout=400):
-    out = proc.communicate(timeout=timeout)[0]
-    assert proc.returncode == 0, out[-4000:]
-    return out
+def train(cfg, work_dir, *args):
+    return popen_train(cfg, work_dir, '--no-validate', *args)
 
 
 def kill_after(proc, path, timeout=400):
@@ -113,9 +63,9 @@ def assert_same_state(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize('ema', [False, True], ids=['plain', 'ema'])
 def test_kill_and_resume_matches_uninterrupted(tmp_path, ema):
-    write_fashion_idx(str(tmp_path / 'fmnist'))
+    write_fashion_idx(str(tmp_path / 'fmnist'), n=32)
     cfg = tmp_path / 'tiny_cls.py'
-    cfg.write_text(TINY.format(base=CLS_CFG, root=str(tmp_path / 'fmnist'),
+    cfg.write_text(TINY.format(base=DEMO_CLS_CFG, root=str(tmp_path / 'fmnist'),
                                hooks=[dict(type='EMAHook')] if ema else []))
     ref_dir, dir_ = tmp_path / 'ref', tmp_path / 'killed'
     ref = train(cfg, ref_dir)                  # the uninterrupted run, alongside the killed one
@@ -130,7 +80,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, ema):
     assert f'Advance dataloader {resumed} steps' in log
     assert f'Iter(train) [{resumed + 1:>2}/12]' in log and 'Iter(train) [ 1/12]' not in log
 
-    want, got = scalars(str(ref_dir)), scalars(str(dir_))
+    want, got = scalars_all_runs(str(ref_dir)), scalars_all_runs(str(dir_))
     assert sorted(want) == sorted(got) == list(range(1, 13))
     assert all(math.isfinite(v) for entry in want.values() for v in entry.values())
     assert [want[i]['lr'] for i in (10, 11)] == pytest.approx([0.1, 0.01])  # after 10 steps

@@ -7,49 +7,23 @@ config and predict exactly what the wrapper predicts; the backbone file must ini
 mmdet Faster R-CNN through ``init_cfg=dict(type='Pretrained', prefix='backbone.')``.
 """
 import copy
-import importlib.util
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from mmdet.registry import MODELS as DET_MODELS
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
-from mmpretrain.registry import MODELS as CLS_MODELS
 from mmpretrain.structures import DataSample
 
 import cds_mm  # noqa: F401
+from cds_test_utils import (DEMO_CLS_CFG, DEMO_DET_CFG, REPO_ROOT, build_cls, build_det,
+                            det_samples, kill_running, load_tool, popen_python, wait)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO_ROOT, 'tools', 'export_plain.py')
-CLS_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'resnet18-w16_cds_1xb128_fashionmnist.py')
-DET_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'faster-rcnn_r18-w16_fpn_cds_shapes.py')
 
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('export_plain', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_plain = _load_tool()
-
-
-def build_cls(cfg):
-    """Build in the mmpretrain scope whatever default scope other tests left behind."""
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return CLS_MODELS.build(cfg)
-
-
-def build_det(cfg):
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return DET_MODELS.build(cfg)
+export_plain = load_tool(TOOL)
 
 
 def _randomise(model, seed):
@@ -78,34 +52,33 @@ def _load(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
+def _export(build, model_cfg, seed, root, ckpt_name):
+    """A randomised wrapper, saved as ``root/ckpt_name`` and exported to ``root/export``."""
+    torch.manual_seed(0)
+    wrapper = _randomise(build(copy.deepcopy(model_cfg)), seed).eval()
+    _save_like_mmengine(wrapper, root / ckpt_name)
+    paths = export_plain.export(str(root / ckpt_name), str(root / 'export'))
+    return wrapper, paths, root
+
+
 @pytest.fixture(scope='module')
 def cls_cfg():
-    return Config.fromfile(CLS_CONFIG)
+    return Config.fromfile(DEMO_CLS_CFG)
 
 
 @pytest.fixture(scope='module')
 def det_cfg():
-    return Config.fromfile(DET_CONFIG)
+    return Config.fromfile(DEMO_DET_CFG)
 
 
 @pytest.fixture(scope='module')
 def cls_export(cls_cfg, tmp_path_factory):
-    root = tmp_path_factory.mktemp('cls')
-    torch.manual_seed(0)
-    wrapper = _randomise(build_cls(copy.deepcopy(cls_cfg.model)), 0).eval()
-    _save_like_mmengine(wrapper, root / 'epoch_3.pth')
-    paths = export_plain.export(str(root / 'epoch_3.pth'), str(root / 'export'))
-    return wrapper, paths, root
+    return _export(build_cls, cls_cfg.model, 0, tmp_path_factory.mktemp('cls'), 'epoch_3.pth')
 
 
 @pytest.fixture(scope='module')
 def det_export(det_cfg, tmp_path_factory):
-    root = tmp_path_factory.mktemp('det')
-    torch.manual_seed(0)
-    wrapper = _randomise(build_det(copy.deepcopy(det_cfg.model)), 1).eval()
-    _save_like_mmengine(wrapper, root / 'epoch_12.pth')
-    paths = export_plain.export(str(root / 'epoch_12.pth'), str(root / 'export'))
-    return wrapper, paths, root
+    return _export(build_det, det_cfg.model, 1, tmp_path_factory.mktemp('det'), 'epoch_12.pth')
 
 
 def test_classifier_export_loads_strict_and_predicts_the_same(cls_cfg, cls_export):
@@ -148,16 +121,6 @@ def test_classifier_backbone_file_is_the_backbone_subset(cls_export):
         assert torch.equal(v, plain_sd[k]), k
 
 
-def _det_samples(n, size):
-    samples = []
-    for _ in range(n):
-        s = DetDataSample()
-        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size),
-                            scale_factor=(1.0, 1.0), batch_input_shape=(size, size)))
-        samples.append(s)
-    return samples
-
-
 def test_detector_export_loads_strict_and_predicts_the_same(det_cfg, det_export):
     wrapper, paths, _ = det_export
     plain_sd = _load(paths['plain'])['state_dict']
@@ -170,8 +133,8 @@ def test_detector_export_loads_strict_and_predicts_the_same(det_cfg, det_export)
     plain.eval()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        got = wrapper.predict(x, _det_samples(2, 64))
-        ref = plain.predict(x, _det_samples(2, 64))
+        got = wrapper.predict(x, det_samples(2, 64))
+        ref = plain.predict(x, det_samples(2, 64))
     for a, b in zip(got, ref):
         assert len(a.pred_instances) > 0      # random weights still give boxes to compare
         for key in ('bboxes', 'scores', 'labels'):
@@ -224,28 +187,17 @@ def test_split_rejects_a_plain_checkpoint():
 def test_check_strict_accepts_the_export(cls_export):
     _, paths, _ = cls_export
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        export_plain.check_strict(CLS_CONFIG, paths['plain'])
+        export_plain.check_strict(DEMO_CLS_CFG, paths['plain'])
 
 
 def test_check_strict_uses_the_config_scope(cls_export):
     _, paths, _ = cls_export
     with DefaultScope.overwrite_default_scope('mmdet'):   # e.g. after building a detector
-        export_plain.check_strict(CLS_CONFIG, paths['plain'])
+        export_plain.check_strict(DEMO_CLS_CFG, paths['plain'])
 
 
 def _cli(*args, cwd):
-    return subprocess.Popen([sys.executable, TOOL, *map(str, args)], cwd=str(cwd), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait(proc, timeout=240):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return proc.returncode, out, err
+    return popen_python(TOOL, *args, cwd=cwd)
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -260,18 +212,15 @@ def cli_runs(cls_export):
         head=dict(type='LinearClsHead', num_classes=3, in_channels=64)))
     torch.save({'state_dict': plain.state_dict(), 'meta': {}}, root / 'plain_cls.pth')
     procs = dict(
-        good=_cli(CLS_CONFIG, root / 'epoch_3.pth', '--out-dir', root / 'cli', cwd=root),
-        bad=_cli(CLS_CONFIG, root / 'plain_cls.pth', '--out-dir', root / 'cli_bad', cwd=root))
+        good=_cli(DEMO_CLS_CFG, root / 'epoch_3.pth', '--out-dir', root / 'cli', cwd=root),
+        bad=_cli(DEMO_CLS_CFG, root / 'plain_cls.pth', '--out-dir', root / 'cli_bad', cwd=root))
     yield procs
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    kill_running(procs.values())
 
 
 def test_cli_end_to_end(cls_export, cli_runs):
     wrapper, _, root = cls_export
-    rc, out, err = _wait(cli_runs['good'])
+    rc, out, err = wait(cli_runs['good'], timeout=240)
     assert rc == 0, (out + err)[-3000:]
     assert 'plain model (strict load checked)' in out
     plain_sd = _load(root / 'cli' / 'plain.pth')['state_dict']
@@ -284,7 +233,7 @@ def test_cli_end_to_end(cls_export, cli_runs):
 
 def test_cli_rejects_a_checkpoint_that_is_not_a_cds_wrapper(cls_export, cli_runs):
     _, _, root = cls_export
-    rc, out, err = _wait(cli_runs['bad'])
+    rc, out, err = wait(cli_runs['bad'], timeout=240)
     assert rc != 0
     assert "ValueError: checkpoint holds no CDS-wrapped model: expected keys under exactly one " \
            "of ('classifier.', 'detector.'), found none" in err, err[-3000:]

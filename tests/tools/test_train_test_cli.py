@@ -3,7 +3,6 @@
 One 2-iteration training run is shared; resume, load_from, test --out and --amp each run the
 real CLI in a subprocess, with torch's default safe loading (weights_only=True) left on.
 """
-import importlib.util
 import os.path as osp
 import pickle
 import re
@@ -14,10 +13,8 @@ import sys
 import numpy as np
 import pytest
 from mmengine.config import Config
-from PIL import Image
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN, TEST = osp.join(REPO_ROOT, 'tools', 'train.py'), osp.join(REPO_ROOT, 'tools', 'test.py')
+from cds_test_utils import TEST, TRAIN, load_tool, write_class_pngs
 
 # no custom_imports on purpose: the tools must import cds_mm themselves
 CONFIG = """
@@ -60,13 +57,6 @@ resume = False
 """
 
 
-def _load_tool(path):
-    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(*args, cwd):
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd), capture_output=True,
                           text=True, timeout=300)
@@ -83,12 +73,7 @@ def _losses(log):
 def trained(tmp_path_factory):
     """12 PNGs (3 classes x 4), the config, and a 2-iteration training run."""
     root = tmp_path_factory.mktemp('cli')
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(['cat', 'dog', 'fox']):
-        (root / 'data' / name).mkdir(parents=True)
-        for i in range(4):
-            img = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8) + 60 * c
-            Image.fromarray(img.astype(np.uint8)).save(root / 'data' / name / f'{i}.png')
+    write_class_pngs(root / 'data')
     cfg = root / 'tiny_cls.py'
     cfg.write_text(CONFIG.format(data_root=str(root / 'data')))
     log = _run(TRAIN, cfg, '--work-dir', root / 'work', cwd=root)
@@ -155,7 +140,7 @@ def test_amp_trains_with_finite_loss(trained, tmp_path):
 def test_missing_config_is_a_clear_error(tmp_path, capsys):
     for tool, argv in ((TRAIN, []), (TEST, ['ckpt.pth'])):
         with pytest.raises(SystemExit) as exc:
-            _load_tool(tool).parse_args([str(tmp_path / 'nope.py'), *argv])
+            load_tool(tool).parse_args([str(tmp_path / 'nope.py'), *argv])
         assert exc.value.code == 2
         assert 'config file not found' in capsys.readouterr().err
 
@@ -163,7 +148,7 @@ def test_missing_config_is_a_clear_error(tmp_path, capsys):
 def test_merge_args_amp_resume_and_work_dir(trained):
     import torch
     _, cfg_file, _ = trained
-    train = _load_tool(TRAIN)
+    train = load_tool(TRAIN)
     args = train.parse_args([str(cfg_file), '--amp', '--resume', 'a.pth'])
     cfg = train.merge_args(Config.fromfile(str(cfg_file)), args)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.resume is True
@@ -179,7 +164,7 @@ def test_test_tool_picks_scope_specific_pieces(trained):
     from mmdet.evaluation import DumpDetResults
     from mmengine.evaluator import DumpResults
     _, cfg_file, _ = trained
-    test = _load_tool(TEST)
+    test = load_tool(TEST)
     args = test.parse_args([str(cfg_file), str(cfg_file), '--show-dir', 'vis'])
     assert type(test.dump_metric('r.pkl', 'mmpretrain')) is DumpResults
     assert type(test.dump_metric('r.pkl', 'mmdet')) is DumpDetResults
