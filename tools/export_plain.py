@@ -7,7 +7,13 @@ Writes, into ``--out-dir``:
   ``model.detector`` of the CDS config);
 - ``backbone.pth``: the backbone alone, keys kept as ``backbone.*``, for
   ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)`` in
-  any mmdet/mmpretrain config (the paper's CDS-pretrained detector backbone).
+  any mmdet/mmpretrain config (the paper's CDS-pretrained detector backbone);
+- ``heads.pth``: the CDS heads (``cds_head.*``, ``instance_head.*``), for a
+  distilled-CDS student whose teacher this model is
+  (``DistilledCDSClassifier.teacher_heads_ckpt``).
+
+A distilled student's teacher and adapters are training-only too: its export
+is the plain student.
 
 Example:
     python tools/export_plain.py configs/demo/resnet18-w16_cds_fashionmnist.py \\
@@ -27,7 +33,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import cds_mm  # noqa: E402,F401  (shims + registries)
 
 WRAPPED = ('classifier.', 'detector.')
-TRAINING_ONLY = ('cds_head.', 'instance_head.')
+HEADS = ('cds_head.', 'instance_head.')
+TRAINING_ONLY = HEADS + ('teacher.', 'kd_adapters.')
 
 
 def split_state_dict(state_dict: Dict[str, torch.Tensor]
@@ -67,7 +74,7 @@ def atomic_save(obj, path: str) -> None:
 
 
 def export(checkpoint: str, out_dir: str) -> Dict[str, str]:
-    """Write ``plain.pth`` and ``backbone.pth``; return their paths."""
+    """Write ``plain.pth``, ``backbone.pth`` and ``heads.pth``; return their paths."""
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state_dict = ckpt.get('state_dict', ckpt)
     _, plain = split_state_dict(state_dict)
@@ -75,10 +82,13 @@ def export(checkpoint: str, out_dir: str) -> Dict[str, str]:
         (k, v) for k, v in plain.items() if k.startswith('backbone.'))
     meta = dict(ckpt.get('meta', {}), cds_mm_export=osp.basename(checkpoint))
     os.makedirs(out_dir, exist_ok=True)
+    heads = OrderedDict((k, v) for k, v in state_dict.items() if k.startswith(HEADS))
     paths = dict(plain=osp.join(out_dir, 'plain.pth'),
-                 backbone=osp.join(out_dir, 'backbone.pth'))
+                 backbone=osp.join(out_dir, 'backbone.pth'),
+                 heads=osp.join(out_dir, 'heads.pth'))
     atomic_save(dict(state_dict=plain, meta=meta), paths['plain'])
     atomic_save(dict(state_dict=backbone, meta=meta), paths['backbone'])
+    atomic_save(dict(state_dict=heads, meta=meta), paths['heads'])
     return paths
 
 
@@ -113,6 +123,7 @@ def main():
     check_strict(args.config, paths['plain'])
     print(f'plain model (strict load checked): {paths["plain"]}')
     print(f'backbone only (prefix "backbone."): {paths["backbone"]}')
+    print(f'CDS heads (a distillation teacher\'s heads): {paths["heads"]}')
 
 
 if __name__ == '__main__':

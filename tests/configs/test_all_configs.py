@@ -41,6 +41,7 @@ CONFIG_PARAMS = CONFIGS
 # (init_default_scope, then the root MODELS). No init_weights: nothing is downloaded or loaded.
 BUILD_CHILD = r'''
 import json, sys, time, traceback
+WRAPPERS = ('CDSClassifier', 'SemiCDSClassifier', 'DistilledCDSClassifier', 'CDSDetector')
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.utils import import_modules_from_strings
@@ -81,7 +82,7 @@ def build(path, cfg):
         res['types'] = sorted(types(cfg.to_dict(), set()))
         model_cfg = cfg.model   # a ConfigDict, as Runner.from_cfg passes it
         no_pretrained(model_cfg)
-        if model_cfg.get('type') in ('CDSClassifier', 'CDSDetector'):
+        if model_cfg.get('type') in WRAPPERS:
             model_cfg.setdefault('probe_size', 32)   # the channels do not depend on it
         init_default_scope(cfg.get('default_scope'))
         model = MODELS.build(model_cfg)
@@ -197,7 +198,8 @@ def registries(children):
 def test_walk_finds_the_config_families():
     assert len(CONFIGS) >= 20
     assert not [c for c in CONFIGS if '_base_' in c.split(os.sep)]
-    for family in ('cds_classification', 'cds_detection', 'demo'):
+    for family in ('cds_classification', 'cds_detection', 'cds_semi', 'cds_distill',
+                   'cds_finegrained', 'demo'):
         assert any(c.startswith(family + os.sep) for c in CONFIGS), family
 
 
@@ -228,7 +230,8 @@ def test_config_builds_its_model(built, config):
     assert res['default_scope'] in ('mmdet', 'mmpretrain'), res['default_scope']
     module, name = res['class'].rsplit('.', 1)
     # a CDS wrapper lives in the registry of its own library's scope
-    expect_scope = dict(CDSClassifier='mmpretrain', CDSDetector='mmdet').get(name)
+    expect_scope = dict(CDSClassifier='mmpretrain', SemiCDSClassifier='mmpretrain',
+                        DistilledCDSClassifier='mmpretrain', CDSDetector='mmdet').get(name)
     if expect_scope:
         assert module.startswith('cds_mm.') and res['default_scope'] == expect_scope, res
     assert res['params'] > 0
@@ -262,9 +265,12 @@ def test_both_libraries_register_on_top_of_cds_mm(built):
 
 def test_cds_mm_registers_where_the_style_guide_says(registries):
     _, added = registries
-    assert 'CDSClassifier' in added[('MODELS', 'mmpretrain')]
+    for name in ('CDSClassifier', 'SemiCDSClassifier', 'DistilledCDSClassifier'):
+        assert name in added[('MODELS', 'mmpretrain')], name
+    for name in ('FashionMNISTIDX', 'SemiSplitDataset'):
+        assert name in added[('DATASETS', 'mmpretrain')], name
     assert 'CDSDetector' in added[('MODELS', 'mmdet')]
-    for name in ('CDSHead', 'InstanceCDSHead', 'SupConLoss', 'SepConvProjector',
+    for name in ('CDSHead', 'InstanceCDSHead', 'SupConLoss', 'KDLoss', 'SepConvProjector',
                  'MLPProjector'):
         assert name in added[('MODELS', 'mmengine')], name
 

@@ -83,7 +83,9 @@ def det_export(det_cfg, tmp_path_factory):
 
 def test_classifier_export_loads_strict_and_predicts_the_same(cls_cfg, cls_export):
     wrapper, paths, _ = cls_export
-    assert sorted(paths) == ['backbone', 'plain']
+    assert sorted(paths) == ['backbone', 'heads', 'plain']
+    heads = _load(paths['heads'])['state_dict']
+    assert sorted(heads) == sorted(k for k in wrapper.state_dict() if k.startswith('cds_head.'))
     ckpt = _load(paths['plain'])
     assert ckpt['meta']['epoch'] == 3 and ckpt['meta']['cds_mm_export'] == 'epoch_3.pth'
     plain_sd = ckpt['state_dict']

@@ -1,7 +1,7 @@
 """The stage-level CDS head: one projector per tapped feature plus the loss."""
 import copy
 import inspect
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -164,20 +164,41 @@ class CDSHead(BaseModule):
             }
         if feats_view2 is None:
             raise ValueError("mode='cds' needs the features of both views")
+        return self.loss_by_projections(
+            *self.project_views(feats, feats_view2), labels)
+
+    def project_views(self, feats: Sequence[Tensor],
+                      feats_view2: Sequence[Tensor]
+                      ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Projections of both views: two lists of (N, D_i), L2-normalised."""
+        self._check_feats(feats)
         self._check_feats(feats_view2)
-        n = feats[0].shape[0]
-        losses = {}
-        for i, (proj, f1, f2) in enumerate(zip(self.projectors, feats,
-                                                feats_view2)):
+        z1, z2 = [], []
+        for proj, f1, f2 in zip(self.projectors, feats, feats_view2):
             # one projector call for both views, as in the authors' code,
             # unless the views differ in size (own geometric augmentation)
             z = proj(torch.cat([f1, f2])) if f1.shape == f2.shape else \
                 torch.cat([proj(f1), proj(f2)])
             z = F.normalize(z, dim=1)
-            z = torch.stack([z[:n], z[n:]], dim=1)  # (N, 2, D)
-            losses[f'loss_cds_s{i}'] = self._weight(i) * self.loss_module(
-                z, labels if self.use_labels else None)
-        return losses
+            z1.append(z[:f1.shape[0]])
+            z2.append(z[f1.shape[0]:])
+        return z1, z2
+
+    def loss_by_projections(self, z1: Sequence[Tensor], z2: Sequence[Tensor],
+                            labels: Optional[Tensor] = None,
+                            prefix: str = 'loss_cds',
+                            weight: float = 1.0) -> Dict[str, Tensor]:
+        """Contrastive loss of each tap, ``{f'{prefix}_s<i>': ()}``.
+
+        ``labels`` are ignored when ``use_labels`` is False (SimCLR);
+        ``weight`` multiplies every tap's own weight.
+        """
+        labels = labels if self.use_labels else None
+        return {
+            f'{prefix}_s{i}': weight * self._weight(i) * self.loss_module(
+                torch.stack([a, b], dim=1), labels)  # (N, 2, D)
+            for i, (a, b) in enumerate(zip(z1, z2))
+        }
 
     def _weight(self, i: int) -> float:
         return self.loss_weights[i] * self.weight_scale

@@ -1,3 +1,4 @@
+from .kd_loss import KDLoss
 from .supcon_loss import SupConLoss
 
-__all__ = ['SupConLoss']
+__all__ = ['KDLoss', 'SupConLoss']

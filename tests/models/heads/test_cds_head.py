@@ -37,6 +37,22 @@ def test_cds_loss_is_weighted_supcon_of_both_views():
         torch.testing.assert_close(losses[f'loss_cds_s{i}'], w * ref(z, labels))
 
 
+def test_loss_by_projections_takes_prefix_weight_and_rows():
+    head = make(loss_weight=[0.1, 0.3])
+    f1, f2 = feats(n=6, seed=0), feats(n=6, seed=1)
+    labels = torch.tensor([0, 1, 1, 2, 2, 0])
+    z1, z2 = head.project_views(f1, f2)
+    assert [tuple(z.shape) for z in z1 + z2] == [(6, 16)] * 4
+    torch.testing.assert_close(head.loss_by_projections(z1, z2, labels), head.loss(f1, f2, labels))
+    rows = [1, 2, 4]
+    part = head.loss_by_projections([z[rows] for z in z1], [z[rows] for z in z2], None,
+                                    prefix='loss_unsup', weight=2.0)
+    assert sorted(part) == ['loss_unsup_s0', 'loss_unsup_s1']
+    ref = SupConLoss(temperature=0.07)
+    z = torch.stack([z1[1][rows], z2[1][rows]], dim=1)
+    torch.testing.assert_close(part['loss_unsup_s1'], 2.0 * 0.3 * ref(z, None))
+
+
 def test_use_labels_false_is_simclr():
     head = make(use_labels=False)
     f1, f2 = feats(seed=0), feats(seed=1)

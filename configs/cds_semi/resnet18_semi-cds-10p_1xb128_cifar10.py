@@ -1,0 +1,8 @@
+# Semi-supervised CDS on CIFAR-10 with 10 % of the labels; everything else as
+# in the 20 % config. Make the split first:
+#   python tools/dataset_converters/make_semi_split.py <this config>
+_base_ = './resnet18_semi-cds-20p_1xb128_cifar10.py'
+
+train_dataloader = dict(dataset=dict(
+    fraction=0.1,
+    split_file='data/semi_splits/cifar10_train_10p_seed0.json'))

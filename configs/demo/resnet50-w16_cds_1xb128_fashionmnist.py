@@ -1,0 +1,8 @@
+# CPU-scale distillation teacher: ResNet-50 (CIFAR stem, 1/4 width, 512
+# output channels) trained with CDS on Fashion-MNIST, as in
+# resnet18-w16_cds_1xb128_fashionmnist.py. Export it with
+# tools/export_plain.py for resnet18-w16_distilled-cds_r50-w16_fashionmnist.py.
+_base_ = './resnet18-w16_cds_1xb128_fashionmnist.py'
+
+model = dict(classifier=dict(backbone=dict(depth=50),
+                             head=dict(in_channels=512)))
