@@ -26,7 +26,8 @@ same subset and exported with ``tools/export_plain.py``; the student config
     python benchmarks/semi_kd_accuracy_seeds.py --epochs 4 --train-samples 6000 \\
         --val-samples 2000 --workers 1
 
-CPU-scale evidence only (2 cores). results.json is rewritten after every finished run.
+CPU-scale evidence only (2 cores). results.json is rewritten after every finished run; a run
+whose test predictions exist is not repeated, so the same command resumes an interrupted one.
 """
 import argparse
 import glob
@@ -76,19 +77,25 @@ def epoch_opts(args):
 
 
 def train_test(args, name, config, opts, by='epoch'):
-    """Train, test the best-val checkpoint once; top-1, ECE and timings."""
+    """Train, test the best-val checkpoint once; top-1, ECE and the training time.
+
+    A run whose test predictions exist is not repeated (an interrupted benchmark resumes);
+    its training time is then unknown (None).
+    """
     work = osp.join(args.work_dir, name)
     os.makedirs(work, exist_ok=True)
-    py, start = sys.executable, time.time()
-    run([py, 'tools/train.py', config, '--work-dir', work, '--cfg-options', *opts],
-        osp.join(work, 'train.log'))
-    train_s = time.time() - start
+    preds = osp.join(work, 'test_preds.pkl')
+    py, start, train_s = sys.executable, time.time(), None
+    if not osp.isfile(preds):
+        run([py, 'tools/train.py', config, '--work-dir', work, '--cfg-options', *opts],
+            osp.join(work, 'train.log'))
+        train_s = time.time() - start
     best = glob.glob(osp.join(work, f'best_accuracy_top1_{by}_*.pth'))
     if len(best) != 1:
         raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
-    preds = osp.join(work, 'test_preds.pkl')
-    run([py, 'tools/test.py', config, best[0], '--work-dir', osp.join(work, 'test'),
-         '--out', preds, '--cfg-options', *opts], osp.join(work, 'test.log'))
+    if train_s is not None:
+        run([py, 'tools/test.py', config, best[0], '--work-dir', osp.join(work, 'test'),
+             '--out', preds, '--cfg-options', *opts], osp.join(work, 'test.log'))
     with open(preds, 'rb') as f:
         samples = pickle.load(f)
     scores = np.stack([np.asarray(s['pred_score']) for s in samples])
@@ -119,7 +126,8 @@ def semi_runs(args, record):
 def kd_runs(args, record):
     teacher_dir = osp.join(args.work_dir, 'teacher_r50_seed0')
     export_dir = osp.join(teacher_dir, 'export')
-    if not osp.isfile(osp.join(export_dir, 'heads.pth')):
+    needs_teacher = any(KD_VARIANTS[v][1] == KD_CONFIG for v in args.kd_variants)
+    if needs_teacher and not osp.isfile(osp.join(export_dir, 'heads.pth')):
         res = train_test(args, 'teacher_r50_seed0', TEACHER_CONFIG,
                          data_opts(args) + epoch_opts(args) + ['randomness.seed=0'])
         run([sys.executable, 'tools/export_plain.py', TEACHER_CONFIG, res['checkpoint'],
