@@ -123,7 +123,7 @@ def main():
     check_strict(args.config, paths['plain'])
     print(f'plain model (strict load checked): {paths["plain"]}')
     print(f'backbone only (prefix "backbone."): {paths["backbone"]}')
-    print(f'CDS heads (a distillation teacher\'s heads): {paths["heads"]}')
+    print(f'CDS heads only (a distilled-CDS teacher needs them): {paths["heads"]}')
 
 
 if __name__ == '__main__':
