@@ -6,7 +6,7 @@ _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/default_runtime.py',
-    '../_base_/cds/det_contrast_view.py',
+    '../_base_/cds/contrast_colour.py',
 ]
 custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
 
@@ -62,7 +62,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='MultiBranch', branch_field=['main', 'cds'],
          main=[dict(type='PackDetInputs')],
-         cds=_base_.contrast_view + [dict(type='PackDetInputs')]),
+         cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),

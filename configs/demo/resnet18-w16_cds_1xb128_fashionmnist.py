@@ -5,6 +5,7 @@
 _base_ = [
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/cds/resnet_stage_cds_head.py',
+    '../_base_/cds/contrast_colour.py',
 ]
 custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
 
@@ -30,12 +31,7 @@ task_view = [
 contrast_view = [
     dict(type='RandomCrop', crop_size=32, padding=4),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    # gray images: saturation and hue do nothing, brightness/contrast do
-    dict(type='RandomApply', prob=0.8, transforms=[
-        dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
-             hue=0.1)]),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True),
-]
+] + _base_.contrast_colour  # gray images: only brightness/contrast act
 pad = dict(type='mmcv.Pad', size=(32, 32))
 train_pipeline = [
     pad,

@@ -1,7 +1,7 @@
 # Image-level CDS on FPN levels for COCO detectors: the two-view train
 # pipeline (geometry shared by both views, the colour recipe on the 'cds'
 # branch) and the head template. Configs set the taps and channels.
-_base_ = './det_contrast_view.py'
+_base_ = './contrast_colour.py'
 
 cds_train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -10,7 +10,7 @@ cds_train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='MultiBranch', branch_field=['main', 'cds'],
          main=[dict(type='PackDetInputs')],
-         cds=_base_.contrast_view + [dict(type='PackDetInputs')]),
+         cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
 ]
 fpn_cds_head = dict(
     type='CDSHead',

@@ -1,5 +1,8 @@
 # CIFAR-100 with the authors' two views (paper_spec §3), batch 128 on one GPU.
-_base_ = 'mmpretrain::_base_/datasets/cifar100_bs16.py'
+_base_ = [
+    'mmpretrain::_base_/datasets/cifar100_bs16.py',
+    '../cds/contrast_colour.py',
+]
 
 # view 1 feeds cross-entropy: crop with grey padding, flip, Cutout(16)
 task_view = [
@@ -11,11 +14,7 @@ task_view = [
 contrast_view = [
     dict(type='RandomCrop', crop_size=32, padding=4),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomApply', prob=0.8, transforms=[
-        dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
-             hue=0.1)]),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True),
-]
+] + _base_.contrast_colour
 train_pipeline = [
     dict(type='MultiView', num_views=[1, 1],
          transforms=[task_view, contrast_view]),

@@ -1,5 +1,8 @@
 # ImageNet with the authors' two views (paper_spec §3), 32 images per GPU.
-_base_ = 'mmpretrain::_base_/datasets/imagenet_bs32.py'
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    '../cds/contrast_colour.py',
+]
 
 task_view = [
     dict(type='RandomResizedCrop', scale=224),
@@ -8,11 +11,7 @@ task_view = [
 contrast_view = [
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomApply', prob=0.8, transforms=[
-        dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
-             hue=0.1)]),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True),
-]
+] + _base_.contrast_colour
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='MultiView', num_views=[1, 1],
