@@ -57,8 +57,7 @@ def main():
     from mmpretrain.registry import DATASETS
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
         dataset = DATASETS.build(split_cfg['dataset'])
-    dataset.full_init()
-    labels = [int(dataset.get_data_info(i)['gt_label']) for i in range(len(dataset))]
+    labels = dataset.get_gt_labels().tolist()  # mmpretrain's BaseDataset
 
     if osp.isfile(split_file) and not args.overwrite:
         with open(split_file) as f:

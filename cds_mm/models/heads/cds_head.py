@@ -152,8 +152,8 @@ class CDSHead(BaseModule):
         """Intermediate losses, ``{'loss_<mode>_s<i>': ()}`` per tap."""
         if self.mode == 'off':
             return {}
-        self._check_feats(feats)
         if self.mode == 'dsn':
+            self._check_feats(feats)
             if labels is None:
                 raise ValueError("mode='dsn' needs class labels")
             return {
