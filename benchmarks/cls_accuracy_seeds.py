@@ -1,115 +1,297 @@
-"""Baseline vs DSN vs CDS on Fashion-MNIST, several seeds; prints one table.
+"""Baseline vs DSN vs CDS on Fashion-MNIST at convergence, several seeds.
 
 Every method trains the same ResNet-18 (CIFAR stem, 1/4 width) on the same
-images, views, epochs and seeds; only ``model.mode`` differs. The checkpoint
-with the best accuracy on a val split carved from train is tested once on the
-test split. Runs go through ``tools/train.py`` / ``tools/test.py`` in
-subprocesses, so the numbers are what a user gets from the CLI.
+images, views, epochs and seeds; only ``model.mode`` differs. The default
+protocol is the converged one of the README: 10,000 training images, a
+5,000-image val split carved from train, the 10,000 test images at their own
+28 px, 15 epochs of one-cycle SGD (peak lr 0.1 at 15 %, nesterov), batch 128.
+The checkpoint with the best val accuracy is tested once on the test split.
+Runs go through ``tools/train.py`` / ``tools/test.py`` in subprocesses, so
+the numbers are what a user gets from the CLI. ECE comes from the registered
+``cds_mm.evaluation.ECEMetric``.
 
-    python benchmarks/cls_accuracy_seeds.py --epochs 4 --train-samples 10000
+    python benchmarks/cls_accuracy_seeds.py --workers 1 \\
+        --results benchmarks/results/cls_accuracy.json
 
-CPU-scale evidence only (2 cores); see the README for what it does and does
-not show. The configs train on the GPU when one is visible (mmengine picks
-the device), so the same command runs unchanged on a GPU machine; there
-``--parallel`` runs several (mode, seed) runs at once and ``--workers`` sets
-the data loader processes per run (data loading is the CPU-bound part).
-results.json is rewritten after every finished run, so a run cut short
-still leaves the finished ones.
+Resumable: a run whose ``result.json`` exists with the same options is not
+repeated, and a run cut short resumes from its last epoch. The results
+JSON (protocol, git commit, per-seed numbers, per-epoch val accuracy and
+losses, reliability bins) is rewritten after every finished run. Progress
+(run k of N, epoch, val accuracy, ETA) is printed while a run trains.
+``--cfg-options`` adds config overrides to every run (ablations), e.g.
+``--modes cds --seeds 0 --cfg-options model.cds_head.loss_weight=0.3``.
+On a GPU machine the same command runs unchanged; there ``--parallel`` runs
+several (mode, seed) runs at once and ``--workers`` sets the data loader
+processes per run (data loading is the CPU-bound part).
 """
 import argparse
 import concurrent.futures
+import datetime
 import glob
 import json
 import os
 import os.path as osp
 import pickle
+import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # cds_mm from this checkout
+
+from cds_mm.utils import atomic_write  # noqa: E402
+
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
+PROTOCOL = (
+    'Fashion-MNIST at 28 px, ResNet-18 (CIFAR stem, 1/4 width); '
+    '{train_samples} training images, {val_samples} val images carved from '
+    'train, the 10,000 test images; {epochs} epochs of SGD one-cycle (peak '
+    'lr 0.1 at 15 %, nesterov, wd 5e-4), batch 128, crop with 4 px padding '
+    '+ flip; the best-val checkpoint is tested once; config ' + CONFIG)
+NUM_BINS = 15
+TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
+                    r'accuracy/top1:\s*([\d.]+)')
+PRINT_LOCK = threading.Lock()
 
 
-def ece(scores: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> float:
-    """Expected calibration error in percent (equal-width confidence bins)."""
-    conf, pred = scores.max(1), scores.argmax(1)
-    correct = (pred == labels).astype(float)
-    bins = np.minimum((conf * num_bins).astype(int), num_bins - 1)
-    total = 0.0
-    for b in range(num_bins):
-        m = bins == b
-        if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return 100 * total
+def say(msg):
+    with PRINT_LOCK:
+        print(msg, flush=True)
+
+
+def ece_stats(samples):
+    """Test top-1, ECE and reliability bins of tools/test.py predictions.
+
+    Uses the registered ``ECEMetric`` (the number the test log prints), so
+    the benchmark and the metric cannot disagree.
+
+    Args:
+        samples (list[dict]): The ``--out`` pickle of ``tools/test.py``.
+
+    Returns:
+        dict: ``top1`` and ``ece`` in percent, and ``reliability``: per-bin
+        ``count``, ``acc`` and ``conf`` lists (equal-width bins).
+    """
+    from cds_mm.evaluation.metrics import ECEMetric
+    metric = ECEMetric(num_bins=NUM_BINS, save_diagram=False)
+    metric.process(None, samples)
+    res = metric.compute_metrics(metric.results)
+    conf = np.array([r['conf'] for r in metric.results], dtype=np.float64)
+    hit = np.array([r['correct'] for r in metric.results], dtype=np.float64)
+    import torch
+    stats = ECEMetric.bin_stats(torch.from_numpy(conf), torch.from_numpy(hit),
+                                NUM_BINS)
+    return dict(top1=res['accuracy'], ece=res['ece'],
+                reliability={k: [round(float(x), 6) for x in v]
+                             for k, v in stats.items()})
+
+
+def ece(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ECE in percent of class scores, through ``ECEMetric``.
+
+    Shapes:
+        scores: (N, C) class probabilities.
+        labels: (N,) int class ids.
+    """
+    samples = [dict(pred_score=s, gt_label=np.array([y]))
+               for s, y in zip(scores, labels)]
+    return ece_stats(samples)['ece']
 
 
 def run(cmd, log, env=None):
-    with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+    """Run ``cmd`` in the repo root, its output appended to ``log``."""
+    with open(log, 'a') as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f,
+                              stderr=subprocess.STDOUT, env=env)
     if proc.returncode:
-        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; see {log}')
+        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; '
+                         f'see {log}')
 
 
-def one_run(args, mode, seed):
-    work = osp.join(args.work_dir, f'{mode}_seed{seed}')
-    os.makedirs(work, exist_ok=True)
+def train_with_progress(cmd, log, env, tag, epochs, state):
+    """Run the training subprocess; print its epoch, val top-1 and ETA."""
+    start, last = time.time(), None
+    with open(log, 'a') as f:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f,
+                                stderr=subprocess.STDOUT, env=env)
+        while True:
+            try:
+                code = proc.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            with open(log) as g:
+                text = g.read()
+            trains, vals = TRAIN_RE.findall(text), VAL_RE.findall(text)
+            if not trains:
+                continue
+            ep, it, n = (int(x) for x in trains[-1])
+            line = f'epoch {ep}/{epochs} iter {it}/{n}'
+            if vals:
+                line += f', val top-1 {float(vals[-1][1]):.2f} ' \
+                        f'(epoch {vals[-1][0]})'
+            if line == last:
+                continue
+            last = line
+            done = ((ep - 1) * n + it) / (epochs * n)
+            left = (time.time() - start) * (1 - done) / max(done, 1e-6)
+            state['run_left'][tag] = left
+            say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, '
+                f'all runs {state["eta"]() / 60:.0f} min')
+    state['run_left'].pop(tag, None)
+    if code:
+        raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
+
+
+def read_curves(work):
+    """Per-epoch val top-1 and per-epoch mean losses from mmengine scalars.
+
+    A resumed run has several timestamped folders; later ones win.
+
+    Returns:
+        tuple[list[float], dict[str, list[float]]]: Val top-1 per epoch, and
+        the mean of each ``loss*`` scalar per training epoch.
+    """
+    val, losses = {}, {}
+    files = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json')))
+    for path in files:
+        sums = {}
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec:
+                    val[int(rec['step'])] = rec['accuracy/top1']
+                elif 'epoch' in rec:
+                    for k, v in rec.items():
+                        if k.startswith('loss'):
+                            s = sums.setdefault(k, {}).setdefault(
+                                rec['epoch'], [0.0, 0])
+                            s[0] += v
+                            s[1] += 1
+        for k, per_epoch in sums.items():
+            for e, (s, c) in per_epoch.items():
+                losses.setdefault(k, {})[e] = s / c
+    val_list = [round(val[e], 4) for e in sorted(val)]
+    loss_lists = {k: [round(v[e], 6) for e in sorted(v)]
+                  for k, v in sorted(losses.items())}
+    return val_list, loss_lists
+
+
+def schedule_opts(epochs):
+    """Options fitting the config's one-cycle schedule to ``epochs``."""
+    warm = round(0.15 * epochs, 4)
+    return [f'train_cfg.max_epochs={epochs}',
+            f'param_scheduler.0.end={warm}',
+            f'param_scheduler.1.begin={warm}',
+            f'param_scheduler.1.end={epochs}']
+
+
+def run_opts(args, mode, seed):
     opts = [f'model.mode={mode}', f'randomness.seed={seed}',
-            f'train_cfg.max_epochs={args.epochs}',
-            f'param_scheduler.T_max={args.epochs}',
+            *schedule_opts(args.epochs),
             f'train_dataloader.dataset.max_samples={args.train_samples}',
-            f'val_dataloader.dataset.max_samples={args.val_samples}']
+            f'val_dataloader.dataset.val_size={args.val_samples}',
+            f'train_dataloader.dataset.val_size={args.val_samples}']
     for split in ('train', 'val', 'test'):
         opts.append(f'{split}_dataloader.dataset.data_root={args.data_root}')
         if args.workers is not None:
             opts.append(f'{split}_dataloader.num_workers={args.workers}')
-            if args.workers == 0:  # torch refuses persistent workers without workers
+            if args.workers == 0:  # torch refuses persistent workers then
                 opts.append(f'{split}_dataloader.persistent_workers=False')
-    env = child_env(args)
-    py = sys.executable
-    start = time.time()
-    run([py, 'tools/train.py', CONFIG, '--work-dir', work, '--cfg-options', *opts],
-        osp.join(work, 'train.log'), env)
+    return opts + list(args.cfg_options)
+
+
+def one_run(args, mode, seed, tag, state):
+    """Train, test the best-val checkpoint once; the run's result dict."""
+    work = osp.join(args.work_dir, f'{mode}_seed{seed}')
+    os.makedirs(work, exist_ok=True)
+    opts = run_opts(args, mode, seed)
+    done_file = osp.join(work, 'result.json')
+    if osp.isfile(done_file):
+        with open(done_file) as f:
+            res = json.load(f)
+        if res.get('cfg_options') == opts:
+            say(f'[{tag}] finished before, not repeated ({done_file})')
+            return res
+        raise SystemExit(f'{done_file} was made with other options; use '
+                         'another --work-dir or delete it')
+    env, py, start = child_env(args), sys.executable, time.time()
+    resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
+        else []
+    say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
+    train_with_progress(
+        [py, 'tools/train.py', CONFIG, '--work-dir', work, *resume,
+         '--cfg-options', *opts], osp.join(work, 'train.log'), env, tag,
+        args.epochs, state)
     train_s = time.time() - start
     best = glob.glob(osp.join(work, 'best_accuracy_top1_epoch_*.pth'))
     if len(best) != 1:
         raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
     epoch = int(best[0].rsplit('_', 1)[1].split('.')[0])
     preds = osp.join(work, 'test_preds.pkl')
-    run([py, 'tools/test.py', CONFIG, best[0], '--work-dir', osp.join(work, 'test'),
-         '--out', preds, '--cfg-options', *opts], osp.join(work, 'test.log'), env)
-    test_s = time.time() - start - train_s
+    run([py, 'tools/test.py', CONFIG, best[0], '--work-dir',
+         osp.join(work, 'test'), '--out', preds, '--cfg-options', *opts],
+        osp.join(work, 'test.log'), env)
     with open(preds, 'rb') as f:
         samples = pickle.load(f)
-    scores = np.stack([np.asarray(s['pred_score']) for s in samples])
-    labels = np.array([int(np.asarray(s['gt_label']).reshape(-1)[0]) for s in samples])
-    acc = 100 * float((scores.argmax(1) == labels).mean())
-    return dict(mode=mode, seed=seed, best_epoch=epoch, top1=acc,
-                ece=ece(scores, labels), train_s=train_s, test_s=test_s,
-                n_test=len(labels))
+    val_top1, losses = read_curves(work)
+    res = dict(mode=mode, seed=seed, best_epoch=epoch,
+               **ece_stats(samples), n_test=len(samples),
+               best_val_top1=max(val_top1) if val_top1 else None,
+               val_top1=val_top1, losses=losses,
+               train_s=round(train_s, 1),
+               test_s=round(time.time() - start - train_s, 1),
+               checkpoint=osp.relpath(best[0], REPO), cfg_options=opts)
+    with atomic_write(done_file) as f:
+        json.dump(res, f, indent=1)
+    return res
 
 
 def child_env(args):
-    """The runs' environment: with several runs at once, split the cores between them.
+    """The runs' environment: with several runs at once, split the cores.
 
-    Each training process would otherwise start one intra-op thread per core; an explicit
-    ``OMP_NUM_THREADS`` in the caller's environment wins.
+    Each training process would otherwise start one intra-op thread per
+    core; an explicit ``OMP_NUM_THREADS`` in the caller's environment wins.
     """
     env = dict(os.environ)
     if args.parallel > 1 and 'OMP_NUM_THREADS' not in env:
-        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.parallel))
+        env['OMP_NUM_THREADS'] = str(
+            max(1, (os.cpu_count() or 1) // args.parallel))
     return env
 
 
-def write_results(args, results):
-    tmp = osp.join(args.work_dir, 'results.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(dict(args=vars(args), runs=results), f, indent=1)
-    os.replace(tmp, osp.join(args.work_dir, 'results.json'))
+def git_commit():
+    """HEAD's hash, with ``+dirty`` when the working tree has changes."""
+    try:
+        head = subprocess.check_output(['git', 'rev-parse', 'HEAD'], cwd=REPO,
+                                       text=True).strip()
+        dirty = subprocess.check_output(
+            ['git', 'status', '--porcelain', '--untracked-files=no'],
+            cwd=REPO, text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return head + ('+dirty' if dirty else '')
+
+
+def write_results(args, results, jobs):
+    """The results JSON: protocol, commit, finished runs, missing runs."""
+    have = {(r['mode'], r['seed']) for r in results}
+    out = dict(
+        benchmark='benchmarks/cls_accuracy_seeds.py',
+        protocol=PROTOCOL.format(**vars(args)),
+        git_commit=git_commit(),
+        date=datetime.date.today().isoformat(),
+        args=vars(args), runs=results,
+        missing=[dict(mode=m, seed=s) for m, s in jobs if (m, s) not in have])
+    with atomic_write(args.results) as f:
+        json.dump(out, f, indent=1)
 
 
 def fmt(values):
@@ -118,64 +300,98 @@ def fmt(values):
     return f'{mean:.2f} ± {std:.2f}'
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=DEBIAN_ROOT)
-    parser.add_argument('--epochs', type=int, default=4)
+    parser.add_argument('--epochs', type=int, default=15)
     parser.add_argument('--train-samples', type=int, default=10000)
     parser.add_argument('--val-samples', type=int, default=5000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--modes', nargs='+', default=['off', 'dsn', 'cds'])
     parser.add_argument('--work-dir', default='work_dirs/bench_cls_accuracy')
+    parser.add_argument('--results', default=None,
+                        help='results JSON (default: <work-dir>/results.json)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides added to every run')
     parser.add_argument('--parallel', type=int, default=1,
-                        help='runs at once, each in its own train/test subprocesses')
+                        help='runs at once, each in its own subprocesses')
     parser.add_argument('--workers', type=int, default=None,
-                        help='data loader workers per run (default: the config\'s)')
-    args = parser.parse_args()
+                        help="data loader workers per run (default: the "
+                        "config's)")
+    args = parser.parse_args(argv)
     if args.parallel < 1 or (args.workers is not None and args.workers < 0):
         parser.error('--parallel must be >= 1 and --workers >= 0')
-    os.makedirs(args.work_dir, exist_ok=True)
+    if args.results is None:
+        args.results = osp.join(args.work_dir, 'results.json')
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(mode, seed) for seed in args.seeds for mode in args.modes]
-    done, failures = {}, []
+    tags = [f'run {i + 1}/{len(jobs)} {m} seed {s}'
+            for i, (m, s) in enumerate(jobs)]
+    done, failures, durations = {}, [], []
     start = time.time()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        futures = {pool.submit(one_run, args, mode, seed): i
-                   for i, (mode, seed) in enumerate(jobs)}
+
+    def eta():
+        """Seconds left: the running runs' ETAs plus the runs not started."""
+        per_run = statistics.mean(durations) if durations else \
+            max(state['run_left'].values(), default=0) * 2
+        queued = len(jobs) - len(done) - len(failures) - \
+            len(state['run_left'])
+        return max(state['run_left'].values(), default=0) + \
+            max(queued, 0) * per_run / args.parallel
+
+    state = dict(run_left={}, eta=eta)
+    if not osp.isfile(args.results):  # a file that lists the missing runs
+        write_results(args, [], jobs)
+
+    def timed(i):
+        t = time.time()
+        res = one_run(args, *jobs[i], tags[i], state)
+        if res.get('train_s') and time.time() - t > 60:
+            durations.append(time.time() - t)
+        return res
+
+    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+        futures = {pool.submit(timed, i): i for i in range(len(jobs))}
         for fut in concurrent.futures.as_completed(futures):
+            i = futures[fut]
             try:
                 res = fut.result()
-            except (SystemExit, Exception) as exc:  # one run failed; the others go on
-                mode, seed = jobs[futures[fut]]
-                failures.append(f'{mode} seed {seed}: {exc}')
-                print(exc, file=sys.stderr, flush=True)
+            except (SystemExit, Exception) as exc:  # the others go on
+                failures.append(f'{tags[i]}: {exc}')
+                say(f'[{tags[i]}] FAILED: {exc}')
                 continue
-            print(json.dumps(res), flush=True)
-            done[futures[fut]] = res
-            write_results(args, [done[i] for i in sorted(done)])
+            say(f'[{tags[i]}] test top-1 {res["top1"]:.2f}, ECE '
+                f'{res["ece"]:.2f}, best val epoch {res["best_epoch"]}/'
+                f'{args.epochs}')
+            done[i] = res
+            write_results(args, [done[k] for k in sorted(done)], jobs)
     results = [done[i] for i in sorted(done)]
-    write_results(args, results)
-    print(f'{len(results)}/{len(jobs)} runs in {time.time() - start:.0f} s '
-          f'(--parallel {args.parallel})', flush=True)
+    write_results(args, results, jobs)
+    say(f'{len(results)}/{len(jobs)} runs in {time.time() - start:.0f} s; '
+        f'results in {args.results}')
     if not results:
         raise SystemExit('\n'.join(failures))
 
     names = dict(off='baseline', dsn='DSN', cds='CDS')
-    print(f'\nFashion-MNIST test top-1 / ECE (%), {len(args.seeds)} seeds, '
-          f'{args.epochs} epochs on {args.train_samples} train images; '
-          'checkpoint picked on val')
-    print('| method | test top-1 | test ECE | best epoch (val) | train time (s) |')
-    print('|---|---|---|---|---|')
+    say(f'\nFashion-MNIST test top-1 / ECE (%), seeds {args.seeds}, '
+        f'{args.epochs} epochs on {args.train_samples} train images; '
+        'checkpoint picked on val')
+    say('| method | test top-1 | test ECE | best epoch (val) |')
+    say('|---|---|---|---|')
     for mode in args.modes:
         rows = [r for r in results if r['mode'] == mode]
-        if not rows:
-            continue
-        print(f'| {names.get(mode, mode)} | {fmt([r["top1"] for r in rows])} | '
-              f'{fmt([r["ece"] for r in rows])} | '
-              f'{",".join(str(r["best_epoch"]) for r in rows)} | '
-              f'{fmt([r["train_s"] for r in rows])} |')
+        if rows:
+            say(f'| {names.get(mode, mode)} | {fmt([r["top1"] for r in rows])}'
+                f' | {fmt([r["ece"] for r in rows])} | '
+                f'{",".join(str(r["best_epoch"]) for r in rows)} |')
     if failures:
-        raise SystemExit(f'{len(failures)} run(s) failed:\n' + '\n'.join(failures))
+        raise SystemExit(f'{len(failures)} run(s) failed:\n' +
+                         '\n'.join(failures))
 
 
 if __name__ == '__main__':

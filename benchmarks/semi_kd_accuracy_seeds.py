@@ -41,7 +41,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from cls_accuracy_seeds import DEBIAN_ROOT, REPO, ece, fmt, run  # noqa: E402
+from cls_accuracy_seeds import (DEBIAN_ROOT, REPO, ece, fmt, run,  # noqa: E402
+                                schedule_opts)
 
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 SEMI_CONFIG = 'configs/demo/resnet18-w16_semi-cds-20p_fashionmnist.py'
@@ -73,7 +74,7 @@ def data_opts(args, split_key=None):
 
 
 def epoch_opts(args):
-    return [f'train_cfg.max_epochs={args.epochs}', f'param_scheduler.T_max={args.epochs}']
+    return schedule_opts(args.epochs)  # the classification config's one cycle
 
 
 def train_test(args, name, config, opts, by='epoch'):
@@ -188,10 +189,9 @@ def main():
     def record(res):
         results.append(res)
         print(json.dumps(res), flush=True)
-        tmp = osp.join(args.work_dir, 'results.json.tmp')
-        with open(tmp, 'w') as f:
+        from cds_mm.utils import atomic_write
+        with atomic_write(osp.join(args.work_dir, 'results.json')) as f:
             json.dump(dict(args=vars(args), runs=results), f, indent=1)
-        os.replace(tmp, osp.join(args.work_dir, 'results.json'))
 
     start = time.time()
     if args.semi_variants:

@@ -37,7 +37,8 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-import cds_mm  # noqa: E402,F401  (shims + registries)
+import cds_mm  # noqa: E402,F401  (registries)
+import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
 
 MEMORY_STEPS = 3  # the optimizer state appears in the first step
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'

@@ -15,7 +15,7 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-import cds_mm  # noqa: F401  (applies the shims)
+import cds_mm.compat  # noqa: F401  (the opt-in fixes)
 from cds_mm import compat
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -252,3 +252,28 @@ def test_mmdet_base_config_loads_offline_and_builds(tmp_path):
         model = MODELS.build(cfg.model)
     assert type(model).__name__ == 'FasterRCNN'
     assert model.backbone.depth == 50 and model.roi_head.bbox_head.num_classes == 80
+
+
+def test_each_fix_stays_off_outside_the_versions_it_fixes():
+    # a fresh interpreter that pretends to have newer mmengine / mmcv / torch
+    code = (
+        'import mmcv, mmengine, torch, mmdet.models, mmpretrain.models\n'
+        'mmengine.__version__ = "0.11.0"\n'
+        'mmcv.__version__ = "2.2.0"\n'
+        'torch.__version__ = "2.5.1"\n'
+        'safe = len(torch.serialization.get_safe_globals())\n'
+        'import cds_mm.compat\n'
+        'from mmengine.dataset import BaseDataset\n'
+        'from mmengine.fileio.backends.local_backend import LocalBackend\n'
+        'from mmengine.optim import AmpOptimWrapper\n'
+        'from mmcv.ops import RoIAlign\n'
+        'patched = [f.__qualname__ for f in (\n'
+        '    AmpOptimWrapper.__init__, LocalBackend.put, RoIAlign.forward,\n'
+        '    BaseDataset.full_init, mmcv.adjust_hue)\n'
+        '    if hasattr(f, "__wrapped__")]\n'
+        'print("PATCHED", patched,\n'
+        '      len(torch.serialization.get_safe_globals()) - safe)\n')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'PATCHED [] 0' in proc.stdout, proc.stdout

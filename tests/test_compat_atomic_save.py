@@ -17,7 +17,7 @@ import torch
 from mmengine.fileio.backends.local_backend import LocalBackend
 from mmengine.runner.checkpoint import save_checkpoint
 
-import cds_mm  # noqa: F401  (applies the shims)
+import cds_mm.compat  # noqa: F401  (the opt-in fixes)
 from cds_mm import compat
 
 OLD = {'state_dict': {'w': torch.arange(4096, dtype=torch.float32)}, 'meta': {'iter': 4}}

@@ -15,24 +15,31 @@ Writes, into ``--out-dir``:
 A distilled student's teacher and adapters are training-only too: its export
 is the plain student.
 
+The export is all or nothing: the plain weights are first loaded with
+``strict=True`` into the plain model of the config, in memory, and only then
+are the three files written, each atomically (a temporary file renamed over
+the target). A checkpoint that fails the check leaves no file behind.
+
 Example:
     python tools/export_plain.py configs/demo/resnet18-w16_cds_fashionmnist.py \\
         work_dirs/demo/epoch_1.pth --out-dir work_dirs/demo/export
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
-from typing import Dict, Tuple
+from typing import Dict, Tuple, Union
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import cds_mm  # noqa: E402,F401  (shims + registries)
+import cds_mm  # noqa: E402,F401  (registries)
+import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
+from cds_mm.utils import atomic_write  # noqa: E402
 
 WRAPPED = ('classifier.', 'detector.')
+SCOPES = dict(classifier='mmpretrain', detector='mmdet')
 HEADS = ('cds_head.', 'instance_head.')
 TRAINING_ONLY = HEADS + ('teacher.', 'kd_adapters.')
 
@@ -66,47 +73,59 @@ def split_state_dict(state_dict: Dict[str, torch.Tensor]
     return prefix, plain
 
 
-def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file, then rename: never a half file."""
-    tmp = f'{path}.tmp'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def export(config: Union[str, dict], checkpoint: str,
+           out_dir: str) -> Dict[str, str]:
+    """Check, then write ``plain.pth``, ``backbone.pth`` and ``heads.pth``.
 
+    Args:
+        config (str | dict): The CDS config file the checkpoint came from,
+            or its ``model`` dict.
+        checkpoint (str): The wrapper's checkpoint (``tools/train.py``).
+        out_dir (str): Where to write; made only when the check passes.
 
-def export(checkpoint: str, out_dir: str) -> Dict[str, str]:
-    """Write ``plain.pth``, ``backbone.pth`` and ``heads.pth``; return their paths."""
+    Returns:
+        dict: The path of each file, keyed ``plain``, ``backbone``, ``heads``.
+
+    Raises:
+        ValueError: if the checkpoint holds no CDS-wrapped model.
+        RuntimeError: if the plain weights do not load ``strict=True`` into
+            the plain model of ``config``. Nothing is written then.
+    """
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state_dict = ckpt.get('state_dict', ckpt)
     _, plain = split_state_dict(state_dict)
+    check_strict(config, plain)
     backbone = OrderedDict(
         (k, v) for k, v in plain.items() if k.startswith('backbone.'))
+    heads = OrderedDict(
+        (k, v) for k, v in state_dict.items() if k.startswith(HEADS))
     meta = dict(ckpt.get('meta', {}), cds_mm_export=osp.basename(checkpoint))
-    os.makedirs(out_dir, exist_ok=True)
-    heads = OrderedDict((k, v) for k, v in state_dict.items() if k.startswith(HEADS))
-    paths = dict(plain=osp.join(out_dir, 'plain.pth'),
-                 backbone=osp.join(out_dir, 'backbone.pth'),
-                 heads=osp.join(out_dir, 'heads.pth'))
-    atomic_save(dict(state_dict=plain, meta=meta), paths['plain'])
-    atomic_save(dict(state_dict=backbone, meta=meta), paths['backbone'])
-    atomic_save(dict(state_dict=heads, meta=meta), paths['heads'])
+    paths = {}
+    for name, weights in (('plain', plain), ('backbone', backbone),
+                          ('heads', heads)):
+        paths[name] = osp.join(out_dir, f'{name}.pth')
+        with atomic_write(paths[name], 'wb') as f:
+            torch.save(dict(state_dict=weights, meta=meta), f)
     return paths
 
 
-def check_strict(config: str, plain_path: str) -> None:
-    """Build the plain inner model of ``config`` and load ``strict=True``."""
+def check_strict(config: Union[str, dict],
+                 plain: Dict[str, torch.Tensor]) -> None:
+    """Build the plain inner model of ``config`` (a CDS config file or its
+    ``model`` dict) and load ``plain`` into it with ``strict=True`` (raises
+    ``RuntimeError`` naming the keys)."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
 
-    cfg = Config.fromfile(config)
-    inner = cfg.model.get('classifier', cfg.model.get('detector'))
-    if inner is None:
+    cfg = Config.fromfile(config) if isinstance(config, str) else Config(
+        dict(model=config))
+    key = next((k for k in SCOPES if k in cfg.model), None)
+    if key is None:
         raise ValueError(f'{config}: model has neither classifier= nor detector=')
     # the config's own scope, whatever an earlier build in this process left
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
-        model = MODELS.build(inner)
-    state_dict = torch.load(plain_path, map_location='cpu',
-                            weights_only=True)['state_dict']
-    model.load_state_dict(state_dict, strict=True)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', SCOPES[key])):
+        model = MODELS.build(cfg.model[key])
+    model.load_state_dict(plain, strict=True)
 
 
 def parse_args():
@@ -119,8 +138,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    paths = export(args.checkpoint, args.out_dir)
-    check_strict(args.config, paths['plain'])
+    paths = export(args.config, args.checkpoint, args.out_dir)
     print(f'plain model (strict load checked): {paths["plain"]}')
     print(f'backbone only (prefix "backbone."): {paths["backbone"]}')
     print(f'CDS heads only (a distilled-CDS teacher needs them): {paths["heads"]}')

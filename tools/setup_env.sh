@@ -26,7 +26,10 @@ MMCV_WHEEL_GLOB="mmcv-${MMCV_VERSION}-cp*-linux_*.whl"
 STAMP="$VENV/.cds_mm_setup_done"
 # the stamp records the pins, so changing a pin re-runs the install
 FINGERPRINT="$(printf '%s\n' "${TORCH_PINS[@]}" "${STACK_PINS[@]}" "mmcv==$MMCV_VERSION" \
-  "$(cat "$REPO/requirements.txt" "$REPO/setup.py" 2>/dev/null)" | sha1sum | cut -c1-16)"
+  "$(cat "$REPO/requirements.txt" "$REPO"/requirements/*.txt "$REPO/setup.py" 2>/dev/null)" \
+  | sha1sum | cut -c1-16)"
+# the lowest mmdet / mmpretrain that requirements/mminstall.txt claims, cached for the install tests
+LOWEST_PINS=(mmdet==3.2.0 mmpretrain==1.1.0)
 
 step() { printf '\n[setup_env] == %s\n' "$*"; }
 CURRENT_STEP=start
@@ -88,6 +91,7 @@ CURRENT_STEP="install mmcv from ${wheels[0]}"; step "$CURRENT_STEP"
 CURRENT_STEP="install ${STACK_PINS[*]} and cds_mm"; step "$CURRENT_STEP"
 "${PIP[@]}" install -q "${STACK_PINS[@]}" -r "$REPO/requirements.txt"
 "${PIP[@]}" install -q --no-deps -e "$REPO"
+"${PIP[@]}" download -q --no-deps -d "$CACHE/lowest" "${LOWEST_PINS[@]}"
 
 CURRENT_STEP="check mmcv ops and imports"; step "$CURRENT_STEP"
 "$VENV/bin/python" - <<'PY'

@@ -8,29 +8,25 @@ picks the dump metric, the visualization hook and the default TTA::
                          [--launcher pytorch]
 
 Inference runs whatever ``model`` the config builds; a CDS wrapper's ``predict`` is the plain
-model's. ``cds_mm`` is imported first, so its stack shims (safe ``torch.load`` of mmengine
-checkpoints) are active.
+model's. ``cds_mm`` and its opt-in stack fixes (``cds_mm.compat``: safe ``torch.load`` of
+mmengine checkpoints) are imported first.
 """
 import argparse
 import importlib.util
-import os
 import os.path as osp
 import sys
 import warnings
 from copy import deepcopy
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def import_cds_mm():
-    """Import ``cds_mm``; put the repo root on ``sys.path`` first if it is not installed."""
-    if importlib.util.find_spec('cds_mm') is None:
-        sys.path.insert(0, REPO_ROOT)
-    import cds_mm  # noqa: F401  (shims + registries)
+if importlib.util.find_spec('cds_mm') is None:  # run from a clone, not installed
+    sys.path.insert(0, REPO_ROOT)
+from cds_mm.utils.tool_args import (add_common_args, apply_common_args,  # noqa: E402
+                                    build_runner, check_common_args, check_data_or_exit,
+                                    load_config)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Test (and eval) a model (cds_mm)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -47,28 +43,14 @@ def parse_args(argv=None):
         help='mmpretrain only: visualize every N-th sample (mmdet keeps its hook\'s interval)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override some settings in the used config, the key-value pair in xxx=yyy format '
-        'will be merged into config file. If the value to be overwritten is a list, it should be '
-        'like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
-        'space is allowed.')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
+    add_common_args(parser)
     parser.add_argument('--tta', action='store_true', help='enable test-time augmentation')
-    # torch >= 2.0's launchers pass `--local-rank`, older ones `--local_rank`
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
+    check_common_args(parser, args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint file not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must end with .pkl or .pickle, got {args.out}')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
@@ -135,30 +117,16 @@ def dump_metric(out, scope):
 
 def main(argv=None):
     args = parse_args(argv)
-    import_cds_mm()
-    from mmengine.config import Config
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    cfg = Config.fromfile(args.config)
+    cfg = apply_common_args(load_config(args.config), args)
     scope = cfg.get('default_scope', None)
-    if scope == 'mmdet':
-        from mmdet.utils import setup_cache_size_limit_of_dynamo
-        setup_cache_size_limit_of_dynamo()
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = enable_visualization(cfg, args, scope)
     if args.tta:
         cfg = enable_tta(cfg, scope)
 
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_data_or_exit(cfg, ('test_dataloader', ))
+    runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(dump_metric(args.out, scope))
     return runner.test()

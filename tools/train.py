@@ -6,27 +6,23 @@ Same CLI as mmdet's ``tools/train.py`` (plus mmpretrain's ``--no-validate``); th
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--no-validate] [--cfg-options k=v ...] [--launcher pytorch]
 
-``cds_mm`` is imported before anything is built, so its stack shims (``cds_mm/compat.py``) and
-registries are active even if a config forgets ``custom_imports``.
+``cds_mm`` and its opt-in stack fixes (``cds_mm.compat``) are imported before anything is built,
+so they are active even if a config forgets ``custom_imports``.
 """
 import argparse
 import importlib.util
-import os
 import os.path as osp
 import sys
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def import_cds_mm():
-    """Import ``cds_mm``; put the repo root on ``sys.path`` first if it is not installed."""
-    if importlib.util.find_spec('cds_mm') is None:
-        sys.path.insert(0, REPO_ROOT)
-    import cds_mm  # noqa: F401  (shims + registries)
+if importlib.util.find_spec('cds_mm') is None:  # run from a clone, not installed
+    sys.path.insert(0, REPO_ROOT)
+from cds_mm.utils.tool_args import (add_common_args, apply_common_args,  # noqa: E402
+                                    build_runner, check_common_args, check_data_or_exit,
+                                    load_config)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Train a detector or a classifier (cds_mm)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -42,39 +38,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-validate', action='store_true',
         help='do not evaluate checkpoints during training (drops val_cfg/dataloader/evaluator)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override some settings in the used config, the key-value pair in xxx=yyy format '
-        'will be merged into config file. If the value to be overwritten is a list, it should be '
-        'like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
-        'space is allowed.')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    # torch >= 2.0's launchers pass `--local-rank`, older ones `--local_rank`
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser)
     args = parser.parse_args(argv)
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    check_common_args(parser, args)
     return args
 
 
 def merge_args(cfg, args):
     """Apply the CLI flags to ``cfg`` in mmdet's order (``--cfg-options`` first)."""
     import torch
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg = apply_common_args(cfg, args)
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
@@ -106,25 +79,10 @@ def merge_args(cfg, args):
     return cfg
 
 
-def build_runner(cfg):
-    """``Runner.from_cfg`` unless the config names a ``runner_type``."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    import_cds_mm()
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    if cfg.get('default_scope', None) == 'mmdet':
-        # as mmdet's tool: honour DYNAMO_CACHE_SIZE_LIMIT
-        from mmdet.utils import setup_cache_size_limit_of_dynamo
-        setup_cache_size_limit_of_dynamo()
-    cfg = merge_args(cfg, args)
+    cfg = merge_args(load_config(args.config), args)
+    check_data_or_exit(cfg, ('train_dataloader', 'val_dataloader'))
     runner = build_runner(cfg)
     runner.train()
 

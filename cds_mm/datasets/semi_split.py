@@ -5,13 +5,14 @@ dataset's own annotations); :class:`SemiSplitDataset` reads it, so every run, ra
 a comparison trains on the same labelled images.
 """
 import json
-import os
 import os.path as osp
 from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from ..utils.fileio import atomic_write
 
 
 def stratified_split(labels: Sequence[int], fraction: float,
@@ -49,11 +50,8 @@ def write_split(path: str, labels: Sequence[int], fraction: float, seed: int) ->
     labelled, unlabelled = stratified_split(labels, fraction, seed)
     split = dict(fraction=float(fraction), seed=int(seed), num_samples=len(labels),
                  labelled=labelled.tolist(), unlabelled=unlabelled.tolist())
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(path) as f:
         json.dump(split, f)
-    os.replace(tmp, path)
     return split
 
 

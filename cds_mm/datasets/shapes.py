@@ -1,10 +1,10 @@
 """A deterministic COCO-format detection set of coloured shapes, and the COCO writer it shares.
 
-Images hold 1-4 filled rectangles (mildly rotated), ellipses and triangles in random colours and
-sizes on a textured, noisy background; a few percent of the images hold no object at all (the
-box-free path). Shapes never overlap pixel-wise, so every box is the tight extent of its shape.
-Boxes depend only on the seed and on cv2's integer drawing, so the same seed gives byte-identical
-json files; the images themselves are also identical on one machine.
+Images hold 1-3 (by default) filled rectangles (mildly rotated), ellipses and triangles in random
+colours and sizes on a textured, noisy background; a few percent of the images hold no object at
+all (the box-free path). Shapes never overlap pixel-wise, so every box is the tight extent of its
+shape. Boxes depend only on the seed and on cv2's integer drawing, so the same seed gives
+byte-identical json files; the images themselves are also identical on one machine.
 """
 import json
 import os
@@ -120,10 +120,13 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return bg + rng.uniform(5, 25) * stripes[..., None]
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
-    """Draw one filled shape of class ``cls`` (0-based) at a random place, (S, S) uint8."""
+def _shape_mask(rng: np.random.Generator, cls: int, size: int,
+                size_range: Tuple[float, float] = (0.12, 0.4)) -> np.ndarray:
+    """Draw one filled shape of class ``cls`` (0-based) at a random place, (S, S) uint8.
+
+    Its box sides are drawn from ``size_range`` times ``size`` (plus 2 px)."""
     mask = np.zeros((size, size), np.uint8)
-    w, h = (rng.uniform(0.12, 0.4, 2) * size).astype(int) + 2
+    w, h = (rng.uniform(*size_range, 2) * size).astype(int) + 2
     cx, cy = rng.integers(w // 2, size - w // 2), rng.integers(h // 2, size - h // 2)
     if cls == 0:
         rect = ((float(cx), float(cy)), (float(w), float(h)), float(rng.uniform(-30, 30)))
@@ -142,7 +145,8 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
 
 
 def render_shapes(rng: np.random.Generator, img_size: int = 128, num_objects: int = 1,
-                  max_tries: int = 30) -> Tuple[np.ndarray, List[Tuple[int, List[int], int]]]:
+                  max_tries: int = 30, size_range: Tuple[float, float] = (0.12, 0.4)
+                  ) -> Tuple[np.ndarray, List[Tuple[int, List[int], int]]]:
     """Render one image with up to ``num_objects`` non-overlapping shapes.
 
     Args:
@@ -151,6 +155,8 @@ def render_shapes(rng: np.random.Generator, img_size: int = 128, num_objects: in
         num_objects (int): Shapes to place; a shape that finds no free place in ``max_tries``
             draws is skipped. Defaults to 1.
         max_tries (int): Placement attempts per shape. Defaults to 30.
+        size_range (tuple[float, float]): Range of a shape's box sides as fractions of
+            ``img_size``. Defaults to (0.12, 0.4).
 
     Returns:
         tuple: (S, S, 3) uint8 BGR image and ``[(category_id, [x, y, w, h], area), ...]``.
@@ -161,7 +167,7 @@ def render_shapes(rng: np.random.Generator, img_size: int = 128, num_objects: in
     for _ in range(num_objects):
         cls = int(rng.integers(0, len(SHAPE_CLASSES)))
         for _ in range(max_tries):
-            mask = _shape_mask(rng, cls, img_size).astype(bool)
+            mask = _shape_mask(rng, cls, img_size, size_range).astype(bool)
             if mask.sum() >= 16 and not (mask & occupied).any():
                 break
         else:
@@ -182,7 +188,8 @@ def render_shapes(rng: np.random.Generator, img_size: int = 128, num_objects: in
 
 def make_shapes_coco(out_dir: str, num_train: int = 1000, num_val: int = 200,
                      img_size: int = 128, seed: int = 0, ext: str = 'png',
-                     empty_frac: float = 0.04) -> Dict[str, str]:
+                     empty_frac: float = 0.04, max_objects: int = 3,
+                     size_range: Sequence[float] = (0.25, 0.5)) -> Dict[str, str]:
     """Generate (or reuse) the shapes detection set in COCO format.
 
     Args:
@@ -194,6 +201,11 @@ def make_shapes_coco(out_dir: str, num_train: int = 1000, num_val: int = 200,
         ext (str): ``'png'`` or ``'jpg'``. Defaults to ``'png'``.
         empty_frac (float): Fraction of images per split with no object; at least one such image
             when the split holds >= 2 images and ``empty_frac > 0``. Defaults to 0.04.
+        max_objects (int): The other images hold 1 to ``max_objects`` shapes (fewer when no
+            free place is found). Defaults to 3.
+        size_range (Sequence[float]): ``(low, high)``, a shape's box sides as fractions of
+            ``img_size``, ``0 < low <= high <= 0.9``. Defaults to (0.25, 0.5), objects that
+            a tiny detector learns from scratch in minutes.
 
     Returns:
         dict: Paths ``root``, ``meta``, ``{train,val}_img`` and ``{train,val}_ann``.
@@ -202,6 +214,12 @@ def make_shapes_coco(out_dir: str, num_train: int = 1000, num_val: int = 200,
         raise ValueError(f'img_size must be an int >= 32, got {img_size!r}')
     if not 0 <= empty_frac < 1:
         raise ValueError(f'empty_frac must be in [0, 1), got {empty_frac}')
+    if not isinstance(max_objects, int) or max_objects < 1:
+        raise ValueError(f'max_objects must be an int >= 1, got {max_objects!r}')
+    size_range = tuple(float(v) for v in size_range)
+    if len(size_range) != 2 or not 0 < size_range[0] <= size_range[1] <= 0.9:
+        raise ValueError(f'size_range must be (low, high) with 0 < low <= high <= 0.9, '
+                         f'got {size_range}')
     counts = dict(train=num_train, val=num_val)
     for split, n in counts.items():
         if not isinstance(n, int) or n < 0:
@@ -215,9 +233,10 @@ def make_shapes_coco(out_dir: str, num_train: int = 1000, num_val: int = 200,
 
     def render(split: str, idx: int):
         rng = np.random.default_rng([seed, SPLITS.index(split), 0, idx])
-        num = 0 if idx in empty[split] else int(rng.integers(1, 5))
-        return render_shapes(rng, img_size, num)
+        num = 0 if idx in empty[split] else int(rng.integers(1, max_objects + 1))
+        return render_shapes(rng, img_size, num, size_range=size_range)
 
     params = dict(kind='shapes', version=1, num_train=num_train, num_val=num_val,
-                  img_size=img_size, seed=seed, empty_frac=empty_frac)
+                  img_size=img_size, seed=seed, empty_frac=empty_frac,
+                  max_objects=max_objects, size_range=size_range)
     return write_coco_set(out_dir, params, SHAPE_CLASSES, counts, render, ext)

@@ -1,2 +1,7 @@
-from . import (classifiers, data_preprocessors, detectors, heads, losses,  # noqa: F401
-               taps, utils)
+from ..utils import has_library
+from . import heads, losses, taps, utils  # noqa: F401
+
+if has_library('mmpretrain'):
+    from . import classifiers, data_preprocessors  # noqa: F401
+if has_library('mmdet'):
+    from . import detectors  # noqa: F401

@@ -7,8 +7,14 @@ _base_ = [
     'mmpretrain::_base_/schedules/cifar10_bs128.py',
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/cds/resnet_stage_cds_head.py',
+    '../_base_/cds/check_finite_loss.py',
 ]
 custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+# not the dict inherited from mmpretrain::, which carries a _scope_ key:
+# mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
+# keyword arguments
+visualizer = dict(_delete_=True, type='UniversalVisualizer',
+                  vis_backends=[dict(type='LocalVisBackend')])
 
 classifier = _base_.model
 classifier.head.num_classes = 100

@@ -11,3 +11,11 @@ model = dict(
             type='Pretrained',
             prefix='backbone.',
             checkpoint='work_dirs/resnet50_cds_export/backbone.pth')))
+# the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
+data_root = '{{$CDS_DATA_ROOT:data/coco}}'
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    ann_file=data_root + '/annotations/instances_val2017.json')
+test_evaluator = val_evaluator

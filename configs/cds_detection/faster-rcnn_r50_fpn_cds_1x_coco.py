@@ -17,4 +17,12 @@ model = dict(
               'neck.fpn_convs.3'],
         in_channels=[256, 256, 256, 256]))
 # the base dataloader holds its own copy of the pipeline
-train_dataloader = dict(dataset=dict(pipeline=_base_.cds_train_pipeline))
+# the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
+data_root = '{{$CDS_DATA_ROOT:data/coco}}'
+train_dataloader = dict(
+    dataset=dict(data_root=data_root, pipeline=_base_.cds_train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    ann_file=data_root + '/annotations/instances_val2017.json')
+test_evaluator = val_evaluator

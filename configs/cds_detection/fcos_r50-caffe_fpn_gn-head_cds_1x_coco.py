@@ -14,4 +14,12 @@ model = dict(
         _base_.fpn_cds_head,
         taps=['neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2'],
         in_channels=[256, 256, 256]))
-train_dataloader = dict(dataset=dict(pipeline=_base_.cds_train_pipeline))
+# the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
+data_root = '{{$CDS_DATA_ROOT:data/coco}}'
+train_dataloader = dict(
+    dataset=dict(data_root=data_root, pipeline=_base_.cds_train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    ann_file=data_root + '/annotations/instances_val2017.json')
+test_evaluator = val_evaluator

@@ -14,8 +14,14 @@ _base_ = [
     'mmpretrain::_base_/schedules/cub_bs64.py',
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/cds/resnet_stage_cds_head.py',
+    '../_base_/cds/check_finite_loss.py',
 ]
 custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+# not the dict inherited from mmpretrain::, which carries a _scope_ key:
+# mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
+# keyword arguments
+visualizer = dict(_delete_=True, type='UniversalVisualizer',
+                  vis_backends=[dict(type='LocalVisBackend')])
 
 # loaded only when training starts (init_weights), never when building
 pretrained = 'https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth'  # noqa

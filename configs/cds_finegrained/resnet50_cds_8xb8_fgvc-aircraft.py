@@ -9,7 +9,7 @@
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 100
-data_root = 'data/fgvc-aircraft-2013b'
+data_root = '{{$CDS_DATA_ROOT:data/fgvc-aircraft-2013b}}'
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(classifier=dict(
     head=dict(num_classes=num_classes),

@@ -8,7 +8,7 @@
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 102
-data_root = 'data/Flowers102'
+data_root = '{{$CDS_DATA_ROOT:data/Flowers102}}'
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(classifier=dict(
     head=dict(num_classes=num_classes),

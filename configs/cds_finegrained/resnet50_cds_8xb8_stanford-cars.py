@@ -8,7 +8,7 @@
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 196
-data_root = 'data/Stanford_Cars'
+data_root = '{{$CDS_DATA_ROOT:data/Stanford_Cars}}'
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(classifier=dict(
     head=dict(num_classes=num_classes),

@@ -17,7 +17,7 @@
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 120
-data_root = 'data/StanfordDogs'
+data_root = '{{$CDS_DATA_ROOT:data/StanfordDogs}}'
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(classifier=dict(
     head=dict(num_classes=num_classes),

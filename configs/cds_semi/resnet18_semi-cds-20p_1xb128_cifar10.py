@@ -4,7 +4,8 @@
 #   python tools/dataset_converters/make_semi_split.py <this config>
 _base_ = './resnet18_semi-cds-20p_1xb128_cifar100.py'
 
-cifar10 = dict(type='CIFAR10', data_root='data/cifar10')
+# CDS_DATA_ROOT=DIR in the environment overrides the data folder
+cifar10 = dict(type='CIFAR10', data_root='{{$CDS_DATA_ROOT:data/cifar10}}')
 data_preprocessor = dict(num_classes=10, mean=[125.307, 122.961, 113.8575],
                          std=[51.5865, 50.847, 51.255])
 model = dict(classifier=dict(head=dict(num_classes=10),

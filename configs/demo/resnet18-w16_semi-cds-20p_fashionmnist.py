@@ -20,7 +20,8 @@ train_dataloader = dict(
         dataset=dict(type='FashionMNISTIDX', data_root=_base_.data_root,
                      split='train', pipeline=_base_.train_pipeline)))
 
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=False, T_max=2000)
+param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=False,
+                       T_max=2000)
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2000,
                  val_interval=200)
 default_hooks = dict(

@@ -116,3 +116,23 @@ def test_jpg_and_bad_args(tmp_path):
         make_shapes_coco(str(tmp_path), img_size=8)
     with pytest.raises(ValueError, match='num_train'):
         make_shapes_coco(str(tmp_path), num_train=-1)
+
+
+def test_max_objects_and_size_range(tmp_path):
+    def boxes(name, **kwargs):
+        paths = make_shapes_coco(str(tmp_path / name), num_train=24, num_val=0, img_size=64,
+                                 empty_frac=0.0, **kwargs)
+        coco = COCO(paths['train_ann'])
+        return coco, [a['bbox'] for a in coco.dataset['annotations']]
+
+    coco, one = boxes('one', max_objects=1)
+    assert [len(coco.getAnnIds(imgIds=i)) for i in coco.getImgIds()] == [1] * 24
+    _, small = boxes('small', size_range=(0.1, 0.15))
+    _, large = boxes('large', size_range=(0.45, 0.5))
+    # sides are drawn in [low, high] * 64 + 2 px; rotation can only widen a box's extent
+    assert all(max(w, h) <= 2 * (0.15 * 64 + 2) for _, _, w, h in small)
+    assert all(max(w, h) >= 0.45 * 64 for _, _, w, h in large)
+    with pytest.raises(ValueError, match='max_objects'):
+        make_shapes_coco(str(tmp_path / 'bad'), max_objects=0)
+    with pytest.raises(ValueError, match='size_range'):
+        make_shapes_coco(str(tmp_path / 'bad'), size_range=(0.5, 0.2))

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import cds_mm  # noqa: F401  (lets torch.load read Runner checkpoints safely)
+import cds_mm  # noqa: F401  (registries; conftest applies cds_mm.compat)
 from cds_test_utils import (DEMO_CLS_CFG, DEMO_DET_CFG, cls_data_cfg, det_data_cfg, popen_train,
                             scalars, tiny_cfg, write_demo_data)
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-import cds_mm  # noqa: F401  (lets torch.load read Runner checkpoints safely)
+import cds_mm  # noqa: F401  (registries; conftest applies cds_mm.compat)
 from cds_test_utils import (DEMO_CLS_CFG, DEMO_DET_CFG, cls_data_cfg, det_data_cfg, finish,
                             popen_train, scalars_all_runs, tiny_cfg, write_demo_data)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-import cds_mm  # noqa: F401  (lets torch.load read Runner checkpoints safely)
+import cds_mm  # noqa: F401  (registries; conftest applies cds_mm.compat)
 from cds_test_utils import DEMO_CLS_CFG, finish, popen_train, scalars_all_runs, write_fashion_idx
 
 TINY = """

@@ -52,12 +52,12 @@ def _load(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def _export(build, model_cfg, seed, root, ckpt_name):
+def _export(build, config, seed, root, ckpt_name):
     """A randomised wrapper, saved as ``root/ckpt_name`` and exported to ``root/export``."""
     torch.manual_seed(0)
-    wrapper = _randomise(build(copy.deepcopy(model_cfg)), seed).eval()
+    wrapper = _randomise(build(copy.deepcopy(Config.fromfile(config).model)), seed).eval()
     _save_like_mmengine(wrapper, root / ckpt_name)
-    paths = export_plain.export(str(root / ckpt_name), str(root / 'export'))
+    paths = export_plain.export(config, str(root / ckpt_name), str(root / 'export'))
     return wrapper, paths, root
 
 
@@ -72,13 +72,13 @@ def det_cfg():
 
 
 @pytest.fixture(scope='module')
-def cls_export(cls_cfg, tmp_path_factory):
-    return _export(build_cls, cls_cfg.model, 0, tmp_path_factory.mktemp('cls'), 'epoch_3.pth')
+def cls_export(tmp_path_factory):
+    return _export(build_cls, DEMO_CLS_CFG, 0, tmp_path_factory.mktemp('cls'), 'epoch_3.pth')
 
 
 @pytest.fixture(scope='module')
-def det_export(det_cfg, tmp_path_factory):
-    return _export(build_det, det_cfg.model, 1, tmp_path_factory.mktemp('det'), 'epoch_12.pth')
+def det_export(tmp_path_factory):
+    return _export(build_det, DEMO_DET_CFG, 1, tmp_path_factory.mktemp('det'), 'epoch_12.pth')
 
 
 def test_classifier_export_loads_strict_and_predicts_the_same(cls_cfg, cls_export):
@@ -186,16 +186,40 @@ def test_split_rejects_a_plain_checkpoint():
         export_plain.split_state_dict(bad)
 
 
-def test_check_strict_accepts_the_export(cls_export):
-    _, paths, _ = cls_export
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        export_plain.check_strict(DEMO_CLS_CFG, paths['plain'])
-
-
 def test_check_strict_uses_the_config_scope(cls_export):
     _, paths, _ = cls_export
-    with DefaultScope.overwrite_default_scope('mmdet'):   # e.g. after building a detector
-        export_plain.check_strict(DEMO_CLS_CFG, paths['plain'])
+    plain = _load(paths['plain'])['state_dict']
+    for scope in ('mmpretrain', 'mmdet'):   # e.g. after building a detector
+        with DefaultScope.overwrite_default_scope(scope):
+            export_plain.check_strict(DEMO_CLS_CFG, plain)
+
+
+def test_a_failing_check_writes_nothing(cls_export, tmp_path):
+    """A classifier checkpoint against the detector config: no file at all."""
+    _, _, root = cls_export
+    with pytest.raises(RuntimeError, match=r'Error\(s\) in loading state_dict'):
+        export_plain.export(DEMO_DET_CFG, str(root / 'epoch_3.pth'), str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
+    # an earlier export in the folder is left as it was, not half replaced
+    (tmp_path / 'old').mkdir()
+    (tmp_path / 'old' / 'plain.pth').write_bytes(b'earlier export')
+    with pytest.raises(RuntimeError):
+        export_plain.export(DEMO_DET_CFG, str(root / 'epoch_3.pth'), str(tmp_path / 'old'))
+    assert sorted(p.name for p in (tmp_path / 'old').iterdir()) == ['plain.pth']
+    assert (tmp_path / 'old' / 'plain.pth').read_bytes() == b'earlier export'
+
+
+def test_a_failing_write_leaves_no_partial_file(cls_export, tmp_path, monkeypatch):
+    _, _, root = cls_export
+
+    def broken_save(obj, f):
+        f.write(b'half a checkpoint')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(export_plain.torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        export_plain.export(DEMO_CLS_CFG, str(root / 'epoch_3.pth'), str(tmp_path / 'out'))
+    assert list((tmp_path / 'out').iterdir()) == []
 
 
 def _cli(*args, cwd):

@@ -21,6 +21,7 @@ from mmengine.registry import DefaultScope  # noqa: E402
 
 import cds_mm  # noqa: E402,F401  (registries)
 from cds_mm.datasets import write_split  # noqa: E402
+from cds_mm.datasets.data_root import merge_cfg_options  # noqa: E402
 
 
 def find_split_cfgs(node) -> list:
@@ -44,8 +45,7 @@ def main():
     args = parser.parse_args()
 
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)  # data_root=DIR reaches every dataset
     split_cfgs = find_split_cfgs(cfg.train_dataloader.dataset)
     if len(split_cfgs) != 1:
         raise SystemExit(f'{args.config}: train_dataloader.dataset holds {len(split_cfgs)} '

@@ -19,6 +19,11 @@ def parse_args():
     parser.add_argument('--ext', choices=['png', 'jpg'], default='png', help='image format')
     parser.add_argument('--empty-frac', type=float, default=0.04,
                         help='fraction of images without any object')
+    parser.add_argument('--max-objects', type=int, default=3,
+                        help='most shapes in one image')
+    parser.add_argument('--size-range', type=float, nargs=2, default=(0.25, 0.5),
+                        metavar=('LOW', 'HIGH'),
+                        help='box sides of the shapes, as fractions of the image side')
     return parser.parse_args()
 
 
@@ -36,7 +41,8 @@ def main():
     args = parse_args()
     paths = make_shapes_coco(args.out_dir, num_train=args.num_train, num_val=args.num_val,
                              img_size=args.img_size, seed=args.seed, ext=args.ext,
-                             empty_frac=args.empty_frac)
+                             empty_frac=args.empty_frac, max_objects=args.max_objects,
+                             size_range=args.size_range)
     print(summary(paths))
 
 

@@ -1,8 +1,10 @@
 """Schedule the weight of the CDS contrastive loss over training."""
+import logging
 import math
 from typing import List, Optional
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
@@ -74,7 +76,9 @@ class CDSWeightHook(Hook):
     The scale from :func:`cds_weight_scale` is passed to ``set_weight_scale(scale)`` of every
     submodule of the (unwrapped) model that has one, e.g. ``CDSHead``, which multiplies its
     configured ``loss_weights`` by it, and is logged as ``train/cds_weight_scale``. The scale is
-    a function of ``runner.iter`` / ``runner.epoch`` only, so resuming needs no saved state.
+    a function of ``runner.iter`` / ``runner.epoch`` only, so resuming needs no saved state. A
+    model without such a submodule (the ``mode='off'`` baseline of a CDS config, which inherits
+    the hook) gets a warning and is left alone.
 
     Args:
         schedule (str): Decay from 1 to ``min_ratio``: 'constant' (no decay), 'linear' or
@@ -110,11 +114,11 @@ class CDSWeightHook(Hook):
     def _find_targets(self, runner) -> List:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         targets = [m for m in model.modules() if callable(getattr(m, 'set_weight_scale', None))]
-        if not targets:
-            raise RuntimeError(
-                f'{type(self).__name__}: the model ({type(model).__name__}) has no CDS head: no '
-                'submodule has a callable `set_weight_scale`. Remove the hook or wrap the model '
-                'in CDSClassifier / CDSDetector.')
+        if not targets:  # e.g. the baseline (mode='off') of a CDS config
+            print_log(
+                f'{type(self).__name__}: the model ({type(model).__name__}) has no CDS head (no '
+                'submodule has a callable `set_weight_scale`), so the hook does nothing.',
+                logger='current', level=logging.WARNING)
         return targets
 
     def current_scale(self, runner) -> float:
@@ -135,7 +139,7 @@ class CDSWeightHook(Hook):
                                        min_ratio=self.min_ratio)
 
     def before_train(self, runner) -> None:
-        """Find the modules to rescale; raise RuntimeError if there are none.
+        """Find the modules to rescale; warn once if there are none.
 
         Args:
             runner (Runner): The runner of the training process.
@@ -152,6 +156,8 @@ class CDSWeightHook(Hook):
         """
         if self._targets is None:
             self._targets = self._find_targets(runner)
+        if not self._targets:
+            return
         scale = self.current_scale(runner)
         for module in self._targets:
             module.set_weight_scale(scale)

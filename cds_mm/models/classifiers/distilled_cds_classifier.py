@@ -4,14 +4,17 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from .cds_classifier import CDSClassifier, _first_view, _rename_task_loss
+from ..utils.build_scope import build_scope
+from ..utils.classifier_api import logits_taps
+from ..utils.loss_weights import per_tap_weights
+from ..utils.views import split_views
+from .cds_classifier import CDSClassifier, _dsn_targets, _rename_task_loss
 
 
 @MODELS.register_module()
@@ -28,6 +31,13 @@ class DistilledCDSClassifier(CDSClassifier):
       teacher head ``i``'s projection of the same image and view, as the
       mean over samples and views of the squared L2 distance, times
       ``embed_weight[i]``. Only in ``mode='cds'`` (the student needs heads).
+
+    The student's logits are read from its own ``loss()`` (the head runs
+    once), from the submodule whose output they are (``head`` of
+    ``ImageClassifier``, ``model`` of ``TimmClassifier``); a classifier
+    without one is rejected when the model is built. Batch augments of the
+    student's recipe mix view 1 for the student's CE and the KD term alike:
+    the teacher sees the same mixed images.
 
     ``mode='off'`` gives plain KD (CE + ``loss_kd``). The teacher always runs
     in eval mode under ``no_grad`` with frozen parameters (the authors' code
@@ -65,8 +75,14 @@ class DistilledCDSClassifier(CDSClassifier):
                  embed_weight: Union[float, Sequence[float]] = 0.1,
                  **kwargs):
         super().__init__(**kwargs)
+        dummy = torch.zeros(1, 3, self.probe_size, self.probe_size)
+        self.logits_tap = logits_taps(
+            self.classifier, lambda: self.classifier(dummy, mode='tensor'),
+            'DistilledCDSClassifier')
         teacher_cfg = _teacher_model_cfg(teacher)
-        self.teacher = MODELS.build(teacher_cfg)
+        with build_scope(MODELS):
+            self.teacher = MODELS.build(teacher_cfg)
+            self.kd_loss = MODELS.build(kd_loss)
         if not isinstance(self.teacher, CDSClassifier):
             raise ValueError('model.teacher must build a CDSClassifier (got '
                              f'{type(self.teacher).__name__}): wrap the teacher classifier '
@@ -75,15 +91,10 @@ class DistilledCDSClassifier(CDSClassifier):
             p.requires_grad_(False)
         self.teacher.eval()
         self.teacher_ckpt, self.teacher_heads_ckpt = teacher_ckpt, teacher_heads_ckpt
-        self.kd_loss = MODELS.build(kd_loss)
 
         n_taps = len(self.taps.names)
-        weights = [embed_weight] * n_taps if isinstance(
-            embed_weight, (int, float)) else list(embed_weight)
-        if len(weights) != n_taps:
-            raise ValueError(f'model.embed_weight has {len(weights)} entries for the '
-                             f'{n_taps} student taps')
-        self.embed_weights = [float(w) for w in weights]
+        self.embed_weights = per_tap_weights(embed_weight, n_taps, 'model',
+                                             name='embed_weight')
         self.match_embeddings = self.mode == 'cds' and any(self.embed_weights)
         self.kd_adapters = nn.ModuleList()
         if self.match_embeddings:
@@ -111,36 +122,28 @@ class DistilledCDSClassifier(CDSClassifier):
     def loss(self, inputs: Union[Tensor, List[Tensor]],
              data_samples: List[DataSample]) -> Dict[str, Tensor]:
         """Student CE (+ CDS) plus logit KD (+ head-to-head embedding matching)."""
-        view1 = _first_view(inputs)
-        two_views = self.match_embeddings or self.cds_head.needs_second_view
-        if two_views and (not isinstance(inputs, (list, tuple)) or len(inputs) != 2):
-            raise ValueError("mode='cds' needs two views per image: wrap the train pipeline's "
-                             'transforms in MultiView(num_views=[1, 1], ...)')
-        with self.taps.capture() as s_feats1:
-            feats = self.classifier.extract_feat(view1)
-        losses = self.classifier.head.loss(feats, data_samples)
-        s_logits = self.classifier.head(feats)
+        view1, view2 = split_views(inputs, self.mode == 'cds')
+        with self.taps.capture() as s_feats1, \
+                self.logits_tap.capture() as s_logits:
+            losses = self.classifier.loss(view1, data_samples)
 
         teacher = self.teacher
         with torch.no_grad():
             with teacher.taps.capture() as t_feats1:
-                t_logits = teacher.classifier.head(teacher.classifier.extract_feat(view1))
+                t_logits = teacher.classifier(view1, mode='tensor')
             if self.match_embeddings:
-                with teacher.taps.capture() as t_feats2:
-                    teacher.classifier.extract_feat(inputs[1], stage=teacher._view2_stage)
-                t_z = teacher.cds_head.project_views(t_feats1, t_feats2)
-        losses['loss_kd'] = self.kd_loss(s_logits, t_logits)
+                t_z = teacher.cds_head.project_views(t_feats1,
+                                                     teacher._tapped(view2))
+        losses['loss_kd'] = self.kd_loss(s_logits[0], t_logits)
 
         if self.mode == 'off':
             return _rename_task_loss(losses)
-        labels = torch.cat([ds.gt_label for ds in data_samples]).to(view1.device)
         if self.mode == 'dsn':
-            losses.update(self.cds_head.loss(s_feats1, labels=labels))
+            losses.update(self.cds_head.loss(
+                s_feats1, labels=_dsn_targets(data_samples, view1.device)))
             return _rename_task_loss(losses)
-        with self.taps.capture() as s_feats2:
-            self.classifier.extract_feat(inputs[1], stage=self._view2_stage)
-        s_z = self.cds_head.project_views(s_feats1, s_feats2)
-        losses.update(self.cds_head.loss_by_projections(*s_z, labels))
+        s_z = self.cds_head.project_views(s_feats1, self._tapped(view2))
+        losses.update(self._contrast(*s_z, data_samples))
         if self.match_embeddings:
             for i, (adapter, w) in enumerate(zip(self.kd_adapters, self.embed_weights)):
                 student = adapter(torch.cat([s_z[0][i], s_z[1][i]]))

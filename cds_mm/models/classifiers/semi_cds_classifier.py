@@ -1,12 +1,13 @@
 """Semi-supervised CDS: labelled images get CE + CDS, unlabelled ones only SimCLR."""
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Union
 
-import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from .cds_classifier import CDSClassifier, _first_view, _rename_task_loss
+from ..utils.classifier_api import check_head_loss
+from ..utils.views import split_views, take_rows
+from .cds_classifier import CDSClassifier, _hard_labels, _rename_task_loss
 
 
 @MODELS.register_module()
@@ -25,7 +26,10 @@ class SemiCDSClassifier(CDSClassifier):
 
     ``mode='off'`` is the supervised-only baseline: the unlabelled rows are
     dropped before the forward, so it trains on the labelled rows alone with
-    the same batches and iterations.
+    the same batches and iterations. It works with every classifier type;
+    ``mode='cds'`` needs ``extract_feat()`` and ``head.loss()`` (as
+    ``ImageClassifier`` has), and batch augments (``train_cfg.augments``)
+    are rejected: Mixup/CutMix would mix labelled with unlabelled rows.
 
     Args:
         unlabelled_weight (float): Weight of the unlabelled SimCLR terms,
@@ -49,11 +53,18 @@ class SemiCDSClassifier(CDSClassifier):
             raise ValueError(f'model.unlabelled_weight must be >= 0, got {unlabelled_weight}')
         super().__init__(**kwargs)
         self.unlabelled_weight = float(unlabelled_weight)
+        if mode == 'cds':
+            check_head_loss(self.classifier, "SemiCDSClassifier (mode='cds')")
+        if getattr(self.classifier.data_preprocessor, 'batch_augments', None):
+            raise ValueError(
+                'SemiCDSClassifier: model.classifier.train_cfg.augments '
+                '(batch augments) would mix labelled and unlabelled images; '
+                'remove them')
 
     def loss(self, inputs: Union[Tensor, List[Tensor]],
              data_samples: List[DataSample]) -> Dict[str, Tensor]:
         """CE on the labelled rows, SupCon / SimCLR on the labelled / unlabelled rows."""
-        view1 = _first_view(inputs)
+        view1, view2 = split_views(inputs, self.mode == 'cds')
         lab = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
         unl = [i for i, ds in enumerate(data_samples) if 'gt_label' not in ds]
         lab_samples = [data_samples[i] for i in lab]
@@ -62,27 +73,22 @@ class SemiCDSClassifier(CDSClassifier):
                 return dict(loss_cls=self._zero(view1))
             return _rename_task_loss(self.classifier.loss(view1[lab], lab_samples))
 
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError(
-                "mode='cds' needs two views per image: wrap the train pipeline's transforms "
-                'in MultiView(num_views=[1, 1], ...) for the labelled and the unlabelled part')
         with self.taps.capture() as feats1:
             feats = self.classifier.extract_feat(view1)
-        with self.taps.capture() as feats2:
-            self.classifier.extract_feat(inputs[1], stage=self._view2_stage)
+        feats2 = self._tapped(view2)
         losses = {}
         if lab:
-            losses.update(self.classifier.head.loss(_rows(feats, lab), lab_samples))
+            losses.update(self.classifier.head.loss(take_rows(feats, lab), lab_samples))
         else:  # keeps the key and the head in the graph (DDP) when a batch has no labels
             losses['loss'] = self._zero(view1)
         z1, z2 = self.cds_head.project_views(feats1, feats2)
         if lab:
-            labels = torch.cat([ds.gt_label for ds in lab_samples]).to(view1.device)
             losses.update(self.cds_head.loss_by_projections(
-                _rows(z1, lab), _rows(z2, lab), labels))
+                take_rows(z1, lab), take_rows(z2, lab),
+                _hard_labels(lab_samples, view1.device)))
         if unl:
             losses.update(self.cds_head.loss_by_projections(
-                _rows(z1, unl), _rows(z2, unl), None, prefix='loss_unsup',
+                take_rows(z1, unl), take_rows(z2, unl), None, prefix='loss_unsup',
                 weight=self.unlabelled_weight))
         return _rename_task_loss(losses)
 
@@ -90,10 +96,3 @@ class SemiCDSClassifier(CDSClassifier):
         """0 that depends on every trainable parameter (no unused ones under DDP)."""
         return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0. + ref.sum() * 0.
 
-
-def _rows(feats: Union[Tensor, Sequence[Tensor]], idx: List[int]):
-    """Rows ``idx`` of a tensor or of each tensor in a sequence (tuple in, tuple out)."""
-    if isinstance(feats, Tensor):
-        return feats[idx]
-    return type(feats)(f[idx] for f in feats) if isinstance(feats, tuple) else [
-        f[idx] for f in feats]

@@ -1,3 +1,3 @@
-from .multi_view_data_preprocessor import MultiViewDataPreprocessor
+from .multi_view_cls_data_preprocessor import MultiViewClsDataPreprocessor
 
-__all__ = ['MultiViewDataPreprocessor']
+__all__ = ['MultiViewClsDataPreprocessor']

@@ -10,6 +10,8 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from ..taps import FeatureTaps
+from ..utils.build_scope import build_scope
+from ..utils.plain_checkpoint import load_plain_checkpoints
 
 DET_MODES = ('cds', 'off')
 
@@ -25,12 +27,17 @@ class CDSDetector(BaseDetector):
     ``loss()`` once, with feature taps reading the tapped backbone stages /
     FPN levels; view 2 runs through backbone (+ neck only if a neck is tapped)
     and never reaches the RPN or RoI heads. ``predict()`` and ``_forward()``
-    are the plain detector's.
+    are the plain detector's. A plain detector checkpoint (e.g. a
+    COCO-trained Faster R-CNN to fine-tune from) loads as it is through
+    ``load_from``: its keys go under ``detector.``.
 
     Args:
         detector (dict): Config of any mmdet detector.
-        cds_head (dict, optional): Image-level :class:`CDSHead` config (SimCLR
-            between the two views of each image: set ``use_labels=False``).
+        cds_head (dict, optional): Image-level :class:`CDSHead` config: SimCLR
+            between the two views of each image. An image holds many objects,
+            so there is no image label: ``use_labels`` defaults to False here
+            and ``use_labels=True`` or a ``mode`` other than ``'cds'`` is
+            rejected.
         instance_head (dict, optional): :class:`InstanceCDSHead` config (SupCon
             over ground-truth boxes in both views).
         mode (str): ``'cds'`` or ``'off'`` (the plain detector trained on the
@@ -66,12 +73,15 @@ class CDSDetector(BaseDetector):
             data_preprocessor = dict(
                 type='mmdet.MultiBranchDataPreprocessor',
                 data_preprocessor=detector['data_preprocessor'])
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.detector = MODELS.build(detector)
+        with build_scope(MODELS):
+            super().__init__(data_preprocessor=data_preprocessor,
+                             init_cfg=init_cfg)
+            self.detector = MODELS.build(detector)
         self.mode = mode
         self.cds_head = self._build_head(cds_head, 'cds_head', probe_size)
         self.instance_head = self._build_head(instance_head, 'instance_head',
                                               probe_size)
+        load_plain_checkpoints(self, 'detector')
         names = [n for head in (self.cds_head, self.instance_head) if head
                  for n in head.taps]
         self.taps = FeatureTaps(self.detector, list(dict.fromkeys(names)),
@@ -82,13 +92,16 @@ class CDSDetector(BaseDetector):
         if cfg is None or self.mode == 'off':
             return None
         cfg = copy.deepcopy(dict(cfg))
+        if key == 'cds_head':
+            _check_image_level(cfg)
         taps = FeatureTaps(self.detector, cfg['taps'], f'{key}.taps')
         taps.check_trainable()
         if cfg.get('in_channels') is None:
             dummy = torch.zeros(1, 3, probe_size, probe_size)
             cfg['in_channels'] = taps.probe_channels(
                 self.detector, lambda: self.detector.extract_feat(dummy))
-        return MODELS.build(cfg)
+        with build_scope(MODELS):
+            return MODELS.build(cfg)
 
     def loss(self, multi_batch_inputs: Union[Dict[str, Tensor], Tensor],
              multi_batch_data_samples: Union[Dict[str, SampleList], SampleList]
@@ -145,3 +158,18 @@ class CDSDetector(BaseDetector):
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
         """The plain detector's backbone (+ neck) features."""
         return self.detector.extract_feat(batch_inputs)
+
+
+def _check_image_level(cfg: dict) -> None:
+    """Reject image-level head settings that need image labels."""
+    if cfg.setdefault('use_labels', False):
+        raise ValueError(
+            'model.cds_head.use_labels=True: CDSDetector has no image-level '
+            'labels (an image holds many objects), so the image-level head '
+            'can only run SimCLR; set use_labels=False, or use '
+            'model.instance_head for SupCon over box classes')
+    if cfg.get('mode', 'cds') != 'cds':
+        raise ValueError(
+            f"model.cds_head.mode={cfg['mode']!r}: CDSDetector's image-level "
+            "head supports only 'cds' (DSN needs image labels); use "
+            "model.mode='off' for the plain detector")

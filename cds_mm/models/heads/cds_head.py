@@ -10,6 +10,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from ..utils.loss_weights import per_tap_weights
+
 MODES = ('cds', 'dsn', 'off')
 
 
@@ -20,6 +22,9 @@ def build_projectors(projector: Union[dict, Sequence[dict]],
     ``in_channels`` is filled in per feature. A projector whose
     ``out_channels`` argument has no default (the paper's SepConv stack) gets
     the last feature's channels, so every stage reaches the last stage's width.
+    Types resolve through the current default scope's registry (the CDS
+    wrappers build their heads in their own scope, so a projector registered
+    only in mmpretrain's or mmdet's ``MODELS`` is found).
     """
     templates = [projector] * len(in_channels) if isinstance(
         projector, dict) else list(projector)
@@ -27,16 +32,19 @@ def build_projectors(projector: Union[dict, Sequence[dict]],
         raise ValueError(f'{key}: got {len(templates)} projector configs for '
                          f'{len(in_channels)} taps')
     projectors = nn.ModuleList()
-    for cfg, channels in zip(templates, in_channels):
-        cfg = copy.deepcopy(dict(cfg))
-        cfg.setdefault('in_channels', channels)
-        cls = MODELS.get(cfg['type'])
-        if cls is None:
-            raise ValueError(f'{key}: unknown projector type {cfg["type"]!r}')
-        out_param = inspect.signature(cls).parameters.get('out_channels')
-        if out_param is not None and out_param.default is inspect.Parameter.empty:
-            cfg.setdefault('out_channels', in_channels[-1])
-        projectors.append(MODELS.build(cfg))
+    with MODELS.switch_scope_and_registry(None) as registry:
+        for cfg, channels in zip(templates, in_channels):
+            cfg = copy.deepcopy(dict(cfg))
+            cfg.setdefault('in_channels', channels)
+            cls = registry.get(cfg['type'])
+            if cls is None:
+                raise ValueError(f'{key}: unknown projector type '
+                                 f'{cfg["type"]!r} in the {registry.scope!r} '
+                                 'registry scope')
+            out = inspect.signature(cls).parameters.get('out_channels')
+            if out is not None and out.default is inspect.Parameter.empty:
+                cfg.setdefault('out_channels', in_channels[-1])
+            projectors.append(registry.build(cfg))
     return projectors
 
 
@@ -104,14 +112,9 @@ class CDSHead(BaseModule):
             raise ValueError(
                 f'cds_head.in_channels has {len(in_channels)} entries for '
                 f'{len(self.taps)} taps {self.taps}')
-        weights = [loss_weight] * len(self.taps) if isinstance(
-            loss_weight, (int, float)) else list(loss_weight)
-        if len(weights) != len(self.taps):
-            raise ValueError(
-                f'cds_head.loss_weight has {len(weights)} entries for '
-                f'{len(self.taps)} taps')
         self.in_channels = list(in_channels)
-        self.loss_weights = [float(w) for w in weights]
+        self.loss_weights = per_tap_weights(loss_weight, len(self.taps),
+                                            'cds_head')
         self.mode = mode
         self.use_labels = use_labels
         self.weight_scale = 1.0

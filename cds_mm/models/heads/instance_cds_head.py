@@ -1,15 +1,22 @@
 """Instance-level CDS: contrast RoI features of the same box in two views."""
 import copy
-from typing import Dict, List, Optional, Sequence, Union
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from ..utils.dist import all_reduce_max
+from ..utils.loss_weights import per_tap_weights
 from .cds_head import build_projectors
+
+# below every label and above none: the (-min, max) of a box-free rank
+_NO_LABEL = torch.iinfo(torch.int64).min
 
 
 @MODELS.register_module()
@@ -20,8 +27,19 @@ class InstanceCDSHead(BaseModule):
     own box there: the pipeline keeps boxes in the same order in both views),
     projected, L2-normalised and contrasted with the box class labels. Images
     whose two views hold different box counts (a transform dropped a box)
-    and images without boxes contribute nothing; a batch without any box gives
-    a zero loss that still touches every parameter (DDP needs that).
+    contribute nothing. An image with more than ``max_boxes_per_image`` boxes
+    contributes a random subset of that size, the same boxes in both views,
+    drawn from torch's global RNG (so a seeded run is reproducible).
+
+    When every box of the batch (of all ranks, when the loss gathers across
+    ranks) has the same label, SupCon would have no negatives and could only
+    pull all boxes together: such a batch uses SimCLR over boxes instead
+    (positive: the same box in the other view; negatives: the other boxes),
+    with a one-time warning. ``use_labels=False`` uses SimCLR always.
+
+    A batch without boxes still runs every step, on empty tensors, so the zero
+    loss touches every parameter (DDP needs that) and, with
+    ``gather_distributed=True``, the rank joins every collective of the loss.
 
     Args:
         taps (list[str]): Dotted names of the tapped modules (FPN levels or
@@ -34,13 +52,16 @@ class InstanceCDSHead(BaseModule):
             ``MLPProjector`` with 256 hidden and 128 output channels.
         loss (dict): Contrastive loss config. Defaults to
             ``dict(type='SupConLoss', temperature=0.07)``.
-        use_labels (bool): SupCon over box classes (True) or SimCLR over boxes
-            (False). Defaults to True.
+        use_labels (bool): SupCon over box classes (True; SimCLR for batches
+            of one class) or SimCLR over boxes (False). Defaults to True.
+        max_boxes_per_image (int, optional): Most boxes contrasted per image;
+            None keeps all. Defaults to 100.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
 
     Shapes:
         feats, feats_view2: list of (N, C_i, H_i, W_i), one per tap.
-        boxes, boxes_view2: list of N tensors (M_j, 4), x1y1x2y2 in input pixels.
+        boxes, boxes_view2: list of N tensors (M_j, 4), x1y1x2y2 in input
+            pixels, M_j >= 0.
         labels: list of N tensors (M_j,) int64.
         input_sizes: (H, W) of the (padded) batch input of view 1 and view 2.
     """
@@ -54,6 +75,7 @@ class InstanceCDSHead(BaseModule):
                      type='MLPProjector', hid_channels=256, out_channels=128),
                  loss: dict = dict(type='SupConLoss', temperature=0.07),
                  use_labels: bool = True,
+                 max_boxes_per_image: Optional[int] = 100,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.taps = list(taps)
@@ -61,22 +83,24 @@ class InstanceCDSHead(BaseModule):
             raise ValueError(
                 f'instance_head.in_channels must give one int per tap '
                 f'{self.taps}, got {in_channels}')
-        weights = [loss_weight] * len(self.taps) if isinstance(
-            loss_weight, (int, float)) else list(loss_weight)
-        if len(weights) != len(self.taps):
-            raise ValueError(f'instance_head.loss_weight has {len(weights)} '
-                             f'entries for {len(self.taps)} taps')
         if roi_size < 1:
-            raise ValueError(f'instance_head.roi_size must be >= 1, got {roi_size}')
+            raise ValueError(
+                f'instance_head.roi_size must be >= 1, got {roi_size}')
+        if max_boxes_per_image is not None and max_boxes_per_image < 1:
+            raise ValueError('instance_head.max_boxes_per_image must be >= 1 '
+                             f'or None, got {max_boxes_per_image}')
         self.in_channels = list(in_channels)
-        self.loss_weights = [float(w) for w in weights]
+        self.loss_weights = per_tap_weights(loss_weight, len(self.taps),
+                                            'instance_head')
         self.roi_size = roi_size
         self.use_labels = use_labels
+        self.max_boxes_per_image = max_boxes_per_image
         self.weight_scale = 1.0
         self.projectors = build_projectors(copy.deepcopy(projector),
                                            self.in_channels,
                                            'instance_head.projector')
         self.loss_module = MODELS.build(loss)
+        self._warned_one_label = False
 
     def set_weight_scale(self, scale: float) -> None:
         """Multiply every tap's weight by ``scale`` (set by CDSWeightHook)."""
@@ -87,41 +111,85 @@ class InstanceCDSHead(BaseModule):
              labels: List[Tensor],
              input_sizes: Sequence[Sequence[int]]) -> Dict[str, Tensor]:
         """``{'loss_cds_inst_s<i>': ()}`` per tap."""
-        for name, f1, f2, c in zip(self.taps, feats, feats_view2, self.in_channels):
-            for f in (f1, f2):
-                if f.dim() != 4 or f.shape[1] != c:
-                    raise ValueError(
-                        f'tap {name!r} gave a feature of shape {tuple(f.shape)}, '
-                        f'but instance_head.in_channels says {c} channels (dim 1)')
-        keep = [len(b1) == len(b2) and len(b1) > 0
-                for b1, b2 in zip(boxes, boxes_view2)]
-        rois1 = [b.float() if k else b.new_zeros(0, 4)
-                 for b, k in zip(boxes, keep)]
-        rois2 = [b.float() if k else b.new_zeros(0, 4)
-                 for b, k in zip(boxes_view2, keep)]
-        ids = [lb for lb, k in zip(labels, keep) if k]
-        box_labels = torch.cat(ids) if ids else None
+        self._check_feats(feats, feats_view2)
+        rois1, rois2, box_labels = self._select_boxes(boxes, boxes_view2,
+                                                      labels)
+        ids = self._contrast_ids(box_labels)
         losses = {}
-        for i, (proj, f1, f2) in enumerate(zip(self.projectors, feats,
-                                                feats_view2)):
-            if box_labels is None:
-                # nothing to contrast: a zero that keeps every parameter used
-                zero = sum(p.sum() for p in proj.parameters()) * 0.0
-                losses[f'loss_cds_inst_s{i}'] = zero + f1.sum() * 0.0
-                continue
+        for i, (proj, f1, f2) in enumerate(
+                zip(self.projectors, feats, feats_view2)):
             r1 = self._roi_features(f1, rois1, input_sizes[0])
             r2 = self._roi_features(f2, rois2, input_sizes[1])
             n = r1.shape[0]
             z = F.normalize(proj(torch.cat([r1, r2])), dim=1)
-            z = torch.stack([z[:n], z[n:]], dim=1)  # (M, 2, D)
-            loss = self.loss_module(z, box_labels if self.use_labels else None)
+            z = torch.stack([z[:n], z[n:]], dim=1)  # (M, 2, D), M may be 0
             losses[f'loss_cds_inst_s{i}'] = (
-                self.loss_weights[i] * self.weight_scale * loss)
+                self.loss_weights[i] * self.weight_scale *
+                self.loss_module(z, ids))
         return losses
+
+    def _check_feats(self, feats: Sequence[Tensor],
+                     feats_view2: Sequence[Tensor]) -> None:
+        for name, f1, f2, c in zip(self.taps, feats, feats_view2,
+                                   self.in_channels):
+            for f in (f1, f2):
+                if f.dim() != 4 or f.shape[1] != c:
+                    raise ValueError(
+                        f'tap {name!r} gave a feature of shape '
+                        f'{tuple(f.shape)}, but instance_head.in_channels '
+                        f'says {c} channels (dim 1)')
+
+    def _select_boxes(
+            self, boxes: List[Tensor], boxes_view2: List[Tensor],
+            labels: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], Tensor]:
+        """Boxes to contrast per image, and their labels concatenated.
+
+        Shapes:
+            return: two lists of N tensors (K_j, 4) fp32, and (sum K_j,).
+        """
+        rois1, rois2, ids = [], [], []
+        for b1, b2, lb in zip(boxes, boxes_view2, labels):
+            keep = torch.arange(len(b1) if len(b1) == len(b2) else 0)
+            limit = self.max_boxes_per_image
+            if limit is not None and len(keep) > limit:
+                keep = torch.randperm(len(keep))[:limit].sort().values
+            rois1.append(b1[keep.to(b1.device)].float())
+            rois2.append(b2[keep.to(b2.device)].float())
+            ids.append(lb[keep.to(lb.device)])
+        return rois1, rois2, torch.cat(ids)
+
+    def _contrast_ids(self, box_labels: Tensor) -> Optional[Tensor]:
+        """The labels for the loss: None (SimCLR) when all boxes share one.
+
+        With a gathering loss the decision is taken over all ranks (one
+        all_reduce, joined by every rank), so all ranks take the same one.
+        """
+        if not self.use_labels:
+            return None
+        if box_labels.numel():
+            low_high = torch.stack([-box_labels.min(), box_labels.max()])
+        else:
+            low_high = torch.full((2, ), _NO_LABEL, device=box_labels.device)
+        low_high = low_high.to(torch.int64)
+        if getattr(self.loss_module, 'gather_distributed', False):
+            low_high = all_reduce_max(low_high)
+        neg_low, high = low_high.tolist()
+        if high == _NO_LABEL or high != -neg_low:
+            return box_labels  # no box at all, or two labels at least
+        if not self._warned_one_label:
+            print_log(
+                'InstanceCDSHead: every box of a batch has the same label, so '
+                'SupCon over box classes would have no negatives; such '
+                'batches use SimCLR over boxes (positive: the same box in '
+                'the other view). Set instance_head.use_labels=False to use '
+                'SimCLR always and silence this warning.',
+                logger='current', level=logging.WARNING)
+            self._warned_one_label = True
+        return None
 
     def _roi_features(self, feat: Tensor, rois: List[Tensor],
                       input_size: Sequence[int]) -> Tensor:
-        """RoIAlign on one level: (M, C, roi_size, roi_size)."""
+        """RoIAlign on one level: (M, C, roi_size, roi_size), M may be 0."""
         scale = feat.shape[-1] / float(input_size[-1])
         return roi_align(feat, [r.to(feat.dtype) for r in rois],
                          output_size=self.roi_size, spatial_scale=scale,

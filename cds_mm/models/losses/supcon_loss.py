@@ -8,7 +8,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from ..utils.dist import gather_labels, gather_with_grad, get_rank, get_world_size
+from ..utils.dist import (gather_labels, gather_sizes, gather_with_grad, get_rank,
+                          get_world_size)
 
 SMALL_BATCH_MODES = ('warn', 'raise')
 
@@ -27,10 +28,12 @@ class SupConLoss(BaseModule):
 
     With ``gather_distributed=True`` and an initialised process group of world size W > 1, the
     features (and labels) of every rank are gathered with gradient: the anchors are the local
-    rows, the contrast set is all W * V * N rows, and the local loss is normalised so that its
+    rows, the contrast set is every row of every rank, and the local loss is normalised so that its
     mean over ranks is the loss of one process holding the concatenated batch. As DDP averages
-    gradients over ranks, a W-rank step then equals that single-process step. All ranks must hold
-    the same N (checked; a ``ValueError`` otherwise).
+    gradients over ranks, a W-rank step then equals that single-process step. Ranks may hold
+    different N, 0 included: every rank joins every gather (row counts first, then the padded
+    rows) and every backward, so no rank leaves another waiting. A batch without rows (on every
+    rank, when gathering) gives an exact 0 connected to ``features`` without a warning.
 
     Args:
         temperature (float): Divides the cosine similarities. Defaults to 0.07.
@@ -99,17 +102,20 @@ class SupConLoss(BaseModule):
         with torch.autocast(features.device.type, enabled=False):
             z = features.float()
             if world_size > 1:
-                z_all = gather_with_grad(z)  # (W * N, V, D) in rank order
-                offset = get_rank() * n
+                sizes = gather_sizes(z)  # rows of every rank, 0 included
+                z_all = gather_with_grad(z, sizes=sizes)  # (sum N, V, D) in rank order
+                offset = sum(sizes[:get_rank()])
             else:
-                z_all, offset = z, 0
+                sizes, z_all, offset = None, z, 0
             n_all = z_all.shape[0]
             if labels is None:
                 ids_all = torch.arange(n_all, device=z.device)
             elif world_size > 1:
-                ids_all = gather_labels(labels.to(z.device))
+                ids_all = gather_labels(labels.to(z.device), sizes=sizes)
             else:
                 ids_all = labels.to(z.device)
+            if n_all == 0:  # nothing anywhere: no warning, nothing to gather back
+                return features.float().sum() * 0.0
             if n_all < self.min_samples:
                 return self._small_batch_loss(features, n_all)
             if n_all * v < 2:  # a lone row has nothing to contrast with

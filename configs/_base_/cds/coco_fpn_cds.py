@@ -1,7 +1,7 @@
 # Image-level CDS on FPN levels for COCO detectors: the two-view train
 # pipeline (geometry shared by both views, the colour recipe on the 'cds'
 # branch) and the head template. Configs set the taps and channels.
-_base_ = './contrast_colour.py'
+_base_ = ['./contrast_colour.py', './check_finite_loss.py']
 
 cds_train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -19,3 +19,8 @@ fpn_cds_head = dict(
                    out_channels=128),
     loss=dict(type='SupConLoss', temperature=0.07),
     use_labels=False)
+# The CDS loss weights ramp from 0 to their value over the first 500
+# iterations, as the learning rate does in the mmdet 1x schedules, so the
+# contrastive terms do not pull on the detector before its own losses settle.
+custom_hooks = _base_.custom_hooks + [
+    dict(type='CDSWeightHook', warmup_iters=500)]

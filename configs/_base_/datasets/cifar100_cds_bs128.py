@@ -20,4 +20,12 @@ train_pipeline = [
          transforms=[task_view, contrast_view]),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))
+# the data folder (CDS_DATA_ROOT=DIR in the environment overrides it); a
+# missing folder is an error, never a download
+data_root = '{{$CDS_DATA_ROOT:data/cifar100}}'
+train_dataloader = dict(
+    batch_size=128,
+    dataset=dict(data_root=data_root, download=False,
+                 pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root, download=False))
+test_dataloader = val_dataloader

@@ -18,4 +18,9 @@ train_pipeline = [
          transforms=[task_view, contrast_view]),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
+data_root = '{{$CDS_DATA_ROOT:data/imagenet}}'
+train_dataloader = dict(
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -40,9 +41,10 @@ def test_probes_channels_and_builds_paper_heads():
     assert [p.out_channels for p in model.cds_head.projectors] == [64] * 4
     assert len(list(model.cds_head.projectors[3].parameters())) == 0
     dp = model.data_preprocessor
-    assert type(dp).__name__ == 'MultiViewDataPreprocessor'
-    assert dp.mean.flatten().tolist() == [1., 2., 3.]
-    assert dp._channel_conversion
+    assert type(dp).__name__ == 'MultiViewClsDataPreprocessor'
+    assert dp.data_preprocessor is model.classifier.data_preprocessor
+    assert dp.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
+    assert dp.data_preprocessor.to_rgb
 
 
 def test_cds_loss_trains_heads_and_backbone_view2_skips_neck_and_head():
@@ -99,16 +101,26 @@ def test_predict_is_the_plain_classifier():
 
 def test_modes_differ_only_in_intermediate_loss():
     views, samples = batch()
-    dsn = build('dsn').train()
-    losses = dsn.loss(views[0], samples)  # DSN needs no second view
-    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_dsn_s{i}' for i in range(4)])
-    assert all(torch.isfinite(v) for v in losses.values())
-    off = build('off').train()
-    assert list(off.cds_head.parameters()) == []
-    assert sorted(off.loss(views, samples)) == ['loss_cls']
-    # same inner weights layout in all three modes
-    cds = build('cds')
-    assert cds.classifier.state_dict().keys() == off.classifier.state_dict().keys()
+    models = {mode: build(mode).eval() for mode in ('off', 'dsn', 'cds')}
+    plain = models['off'].classifier.state_dict()
+    for mode, model in models.items():  # one seed: the same inner classifier
+        inner = model.classifier.state_dict()
+        assert inner.keys() == plain.keys(), mode
+        assert all(torch.equal(inner[k], plain[k]) for k in plain), mode
+    losses = {mode: model.loss(views[0] if mode == 'dsn' else views, samples)
+              for mode, model in models.items()}  # DSN needs no second view
+    assert sorted(losses['off']) == ['loss_cls']
+    assert list(models['off'].cds_head.parameters()) == []
+    for mode in ('dsn', 'cds'):
+        assert sorted(losses[mode]) == sorted(
+            ['loss_cls'] + [f'loss_{mode}_s{i}' for i in range(4)])
+        assert all(torch.isfinite(v) and v > 0 for v in losses[mode].values())
+        # the task loss is the plain classifier's CE on view 1 in every mode
+        torch.testing.assert_close(losses[mode]['loss_cls'],
+                                   losses['off']['loss_cls'])
+    ce = F.cross_entropy(models['off'].classifier(views[0], mode='tensor'),
+                         torch.cat([s.gt_label for s in samples]))
+    torch.testing.assert_close(losses['off']['loss_cls'], ce)
 
 
 def test_joint_batch_runs_both_views_through_one_forward():
@@ -147,6 +159,8 @@ def test_errors_name_the_config_key():
             cds_head=dict(type='CDSHead', taps=TAPS[:1], in_channels=[99],
                           projector=dict(type='MLPProjector'))))
         m.loss(*batch())
+    with pytest.raises(ValueError, match='model.mixed_rows'):
+        build(mixed_rows='mixed')
     views, samples = batch()
     with pytest.raises(ValueError, match='MultiView'):
         build().loss(views[0], samples)
@@ -179,3 +193,66 @@ def test_both_collate_functions_reach_the_loss(collate):
     single = pseudo_collate([pack(dict(img=views[0][i].permute(1, 2, 0).numpy()))
                              for i in range(4)])
     assert model.data_preprocessor(single, False)['inputs'].shape == (4, 3, 32, 32)
+
+
+def test_wrapper_exposes_the_inner_classifier():
+    """What FeatureExtractor, vis_tsne.py and get_flops.py read from a model."""
+    model = build().eval()
+    inner = model.classifier
+    for name in ('backbone', 'neck', 'head'):
+        assert getattr(model, name) is getattr(inner, name), name
+    assert model.with_neck and model.with_head
+    x = torch.randn(2, 3, 32, 32)
+    for stage in ('backbone', 'neck', 'pre_logits'):
+        got, ref = model.extract_feat(x, stage=stage), inner.extract_feat(
+            x, stage=stage)
+        for a, b in zip(got if stage != 'pre_logits' else [got],
+                        ref if stage != 'pre_logits' else [ref]):
+            torch.testing.assert_close(a, b)
+    assert model.extract_feat(x)[-1].shape == (2, 64)   # default stage: neck
+    no_neck = copy.deepcopy(CLASSIFIER)
+    no_neck.pop('neck')
+    model = MODELS.build(dict(type='CDSClassifier', classifier=no_neck,
+                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    assert model.neck is None and not model.with_neck
+
+
+def _randomised(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.rand(t.shape, generator=g))
+    return module
+
+
+@pytest.mark.parametrize('wrapper', ['CDSClassifier', 'SemiCDSClassifier'])
+def test_plain_and_cds_checkpoints_both_load(wrapper, tmp_path, monkeypatch):
+    from mmengine.runner import load_checkpoint
+    from cds_mm.models.utils import plain_checkpoint
+    logged = []
+    monkeypatch.setattr(plain_checkpoint, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    plain = _randomised(MODELS.build(copy.deepcopy(CLASSIFIER)), 1)
+    torch.save(dict(state_dict=plain.state_dict(), meta={}),
+               tmp_path / 'plain.pth')
+    model = MODELS.build(dict(type=wrapper, classifier=copy.deepcopy(CLASSIFIER),
+                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    heads = copy.deepcopy(model.cds_head.state_dict())
+    load_checkpoint(model, str(tmp_path / 'plain.pth'), map_location='cpu')
+    assert len(logged) == 1 and '"classifier."' in logged[0]
+    for k, v in plain.state_dict().items():
+        assert torch.equal(model.classifier.state_dict()[k], v), k
+    for k, v in model.cds_head.state_dict().items():
+        assert torch.equal(v, heads[k]), k        # the heads keep their init
+    # the wrapper's own checkpoint loads unchanged, heads included
+    _randomised(model, 2)
+    torch.save(dict(state_dict=model.state_dict(), meta={}),
+               tmp_path / 'cds.pth')
+    other = MODELS.build(dict(type=wrapper, classifier=copy.deepcopy(CLASSIFIER),
+                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    missing, unexpected = other.load_state_dict(
+        torch.load(tmp_path / 'cds.pth', weights_only=True)['state_dict'])
+    assert missing == [] and unexpected == [] and len(logged) == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v), k

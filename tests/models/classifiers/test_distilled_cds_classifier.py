@@ -34,7 +34,7 @@ def teacher_export(tmp_path_factory):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
     torch.save(dict(state_dict=teacher.state_dict(), meta={}), root / 'epoch_1.pth')
-    paths = EXPORT.export(str(root / 'epoch_1.pth'), str(root / 'export'))
+    paths = EXPORT.export(wrapper_cfg(16), str(root / 'epoch_1.pth'), str(root / 'export'))
     return teacher.state_dict(), paths, str(root / 'epoch_1.pth')
 
 
@@ -142,9 +142,35 @@ def test_teacher_from_a_config_file():
 def test_export_of_a_student_drops_teacher_and_adapters(teacher_export, tmp_path):
     model = build(teacher_export)
     torch.save(dict(state_dict=model.state_dict(), meta={}), tmp_path / 'student.pth')
-    paths = EXPORT.export(str(tmp_path / 'student.pth'), str(tmp_path / 'export'))
+    student_cfg = dict(wrapper_cfg(8), type='DistilledCDSClassifier', teacher=wrapper_cfg(16),
+                       teacher_ckpt=teacher_export[1]['plain'])
+    paths = EXPORT.export(student_cfg, str(tmp_path / 'student.pth'), str(tmp_path / 'export'))
     plain = torch.load(paths['plain'], weights_only=True)['state_dict']
     student = build_cls(copy.deepcopy(wrapper_cfg(8)['classifier']))
     student.load_state_dict(plain, strict=True)
     heads = torch.load(paths['heads'], weights_only=True)['state_dict']
     assert heads and all(k.startswith('cds_head.') for k in heads)
+
+
+def test_the_student_head_runs_once_per_step(teacher_export):
+    model = build(teacher_export)
+    calls = []
+    model.classifier.head.register_forward_hook(lambda *a: calls.append(1))
+    losses = model.loss(*batch())
+    assert len(calls) == 1
+    assert {'loss_cls', 'loss_kd'} <= set(losses)
+
+
+def test_a_plain_student_checkpoint_loads_and_leaves_the_teacher(
+        teacher_export, tmp_path):
+    from mmengine.runner import load_checkpoint
+    model = build(teacher_export)
+    teacher = copy.deepcopy(model.teacher.state_dict())
+    torch.manual_seed(5)
+    plain = build_cls(copy.deepcopy(wrapper_cfg(8)['classifier']))
+    torch.save(dict(state_dict=plain.state_dict(), meta={}), tmp_path / 'p.pth')
+    load_checkpoint(model, str(tmp_path / 'p.pth'), map_location='cpu')
+    for k, v in plain.state_dict().items():
+        assert torch.equal(model.classifier.state_dict()[k], v), k
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher[k]), k

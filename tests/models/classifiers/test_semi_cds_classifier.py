@@ -13,7 +13,9 @@ from test_cds_classifier import CLASSIFIER, TAPS  # noqa: E402
 
 def build(mode='cds', **kwargs):
     torch.manual_seed(0)
-    cfg = dict(type='SemiCDSClassifier', mode=mode, classifier=copy.deepcopy(CLASSIFIER),
+    kwargs.setdefault('classifier', CLASSIFIER)
+    kwargs['classifier'] = copy.deepcopy(kwargs['classifier'])
+    cfg = dict(type='SemiCDSClassifier', mode=mode,
                cds_head=dict(type='CDSHead', taps=TAPS), **kwargs)
     return MODELS.build(cfg).train()
 
@@ -117,7 +119,36 @@ def test_mode_off_trains_on_the_labelled_rows_only():
     (dict(mode='dsn'), 'model.mode'),
     (dict(joint_batch=True), 'model.joint_batch'),
     (dict(unlabelled_weight=-1.0), 'model.unlabelled_weight'),
+    (dict(classifier=dict(CLASSIFIER, train_cfg=dict(augments=[
+        dict(type='Mixup', alpha=0.8)]))), 'model.classifier.train_cfg.augments'),
 ])
 def test_bad_settings_name_the_key(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build(**kwargs)
+
+
+@pytest.mark.parametrize('collate', ['pseudo_collate', 'default_collate'])
+def test_a_partly_labelled_batch_passes_the_data_preprocessor(collate):
+    from mmengine.dataset import default_collate, pseudo_collate
+    from mmpretrain.datasets.transforms import PackInputs
+    model = build()
+    views, samples = mixed_batch()
+    pack = PackInputs()
+    items = []
+    for i, s in enumerate(samples):
+        imgs = [v[i].permute(1, 2, 0).numpy() for v in views]
+        info = dict(img=imgs) if 'gt_label' not in s else dict(
+            img=imgs, gt_label=int(s.gt_label))
+        items.append(pack(info))
+    data = dict(pseudo_collate=pseudo_collate,
+                default_collate=default_collate)[collate](items)
+    data = model.data_preprocessor(data, True)
+    assert [tuple(v.shape) for v in data['inputs']] == [(8, 3, 32, 32)] * 2
+    mean = torch.tensor([1., 2., 3.]).view(1, 3, 1, 1)
+    std = torch.tensor([4., 5., 6.]).view(1, 3, 1, 1)
+    torch.testing.assert_close(data['inputs'][1],
+                               (views[1].flip(1) - mean) / std)   # to_rgb
+    got = [int(s.gt_label) if 'gt_label' in s else None for s in data['data_samples']]
+    assert got == [None if 'gt_label' not in s else int(s.gt_label) for s in samples]
+    losses = model(**data, mode='loss')
+    assert 'loss_unsup_s0' in losses and 'loss_cds_s0' in losses

@@ -129,3 +129,61 @@ def test_frozen_stage_tap_names_frozen_stages(demo_cfg):
         build(cfg, instance_head=None, cds_head=dict(
             type='CDSHead', taps=['backbone.layer1'], use_labels=False,
             projector=dict(type='MLPProjector')))
+
+
+def test_image_level_head_settings_that_need_labels_are_refused(demo_cfg):
+    head = copy.deepcopy(demo_cfg.cds_head)
+    head.pop('use_labels')
+    model = build(demo_cfg, cds_head=head)
+    assert model.cds_head.use_labels is False   # the detector default
+    with pytest.raises(ValueError, match=r'model.cds_head.use_labels=True'):
+        build(demo_cfg, cds_head=dict(head, use_labels=True))
+    with pytest.raises(ValueError, match=r"model.cds_head.mode='dsn'"):
+        build(demo_cfg, cds_head=dict(head, mode='dsn', num_classes=3))
+
+
+def _randomised(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.rand(t.shape, generator=g))
+    return module
+
+
+def _load_from(ckpt, work_dir):
+    """The demo CDS config, built by the Runner, after its ``load_from``."""
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir, cfg.load_from = str(work_dir), str(ckpt)
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    return runner.model
+
+
+def test_plain_and_cds_checkpoints_load_through_load_from(demo_cfg, tmp_path,
+                                                          monkeypatch):
+    from cds_mm.models.utils import plain_checkpoint
+    logged = []
+    monkeypatch.setattr(plain_checkpoint, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    torch.manual_seed(7)   # not the wrapper's init
+    plain = _randomised(MODELS.build(copy.deepcopy(demo_cfg.detector)), 1)
+    torch.save(dict(state_dict=plain.state_dict(), meta={}),
+               tmp_path / 'plain.pth')
+    model = _load_from(tmp_path / 'plain.pth', tmp_path / 'a')
+    assert len(logged) == 1 and '"detector."' in logged[0]
+    inner = model.detector.state_dict()
+    assert inner.keys() == plain.state_dict().keys()
+    for k, v in plain.state_dict().items():
+        assert torch.equal(inner[k], v), k
+
+    _randomised(model, 2)   # heads too: the CDS checkpoint keeps everything
+    torch.save(dict(state_dict=model.state_dict(), meta={}),
+               tmp_path / 'cds.pth')
+    again = _load_from(tmp_path / 'cds.pth', tmp_path / 'b')
+    assert len(logged) == 1   # nothing moved
+    assert again.state_dict().keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k

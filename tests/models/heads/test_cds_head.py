@@ -43,7 +43,18 @@ def test_loss_by_projections_takes_prefix_weight_and_rows():
     labels = torch.tensor([0, 1, 1, 2, 2, 0])
     z1, z2 = head.project_views(f1, f2)
     assert [tuple(z.shape) for z in z1 + z2] == [(6, 16)] * 4
-    torch.testing.assert_close(head.loss_by_projections(z1, z2, labels), head.loss(f1, f2, labels))
+    for i, proj in enumerate(head.projectors):  # each view through its own tap
+        torch.testing.assert_close(z1[i], F.normalize(proj(f1[i]), dim=1))
+        torch.testing.assert_close(z2[i], F.normalize(proj(f2[i]), dim=1))
+    full = head.loss_by_projections(z1, z2, labels)
+    assert sorted(full) == ['loss_cds_s0', 'loss_cds_s1']
+    for i, w in enumerate([0.1, 0.3]):
+        ref = SupConLoss(temperature=0.07)(torch.stack([z1[i], z2[i]], 1), labels)
+        torch.testing.assert_close(full[f'loss_cds_s{i}'], w * ref)
+    head.set_weight_scale(0.5)
+    torch.testing.assert_close(head.loss_by_projections(z1, z2, labels)['loss_cds_s1'],
+                               0.5 * full['loss_cds_s1'])
+    head.set_weight_scale(1.0)
     rows = [1, 2, 4]
     part = head.loss_by_projections([z[rows] for z in z1], [z[rows] for z in z2], None,
                                     prefix='loss_unsup', weight=2.0)

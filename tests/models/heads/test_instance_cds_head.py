@@ -1,7 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cds_mm.models.heads import InstanceCDSHead
+from cds_mm.models.heads import instance_cds_head as head_module
 
 
 def make_head(**kwargs):
@@ -65,7 +67,122 @@ def test_weight_and_scale():
 
 
 @pytest.mark.parametrize('kwargs', [dict(in_channels=None), dict(in_channels=[8, 8]),
-                                    dict(loss_weight=[1., 2.]), dict(roi_size=0)])
+                                    dict(loss_weight=[1., 2.]), dict(roi_size=0),
+                                    dict(max_boxes_per_image=0)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError, match='instance_head'):
         make_head(**kwargs)
+
+
+# ---------------------------------------------------------------- one class
+def grid_boxes(n, side=12, step=16):
+    """``n`` boxes on a grid of ``step`` px cells, each ``side`` px wide."""
+    rows = [[x * step, y * step, x * step + side, y * step + side]
+            for y in range(8) for x in range(8)][:n]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def mean_pair_similarity(z):
+    sim = z @ z.t()
+    off = ~torch.eye(len(z), dtype=torch.bool)
+    return sim[off].mean().item()
+
+
+def test_one_class_batch_falls_back_to_simclr_once_warned(monkeypatch):
+    calls = []
+    monkeypatch.setattr(head_module, 'print_log',
+                        lambda *a, **k: calls.append(a[0]))
+    feat = torch.randn(1, 8, 32, 32)
+    boxes, one_class = [grid_boxes(6)], [torch.zeros(6, dtype=torch.long)]
+    size = ((128, 128), (128, 128))
+    got = make_head().loss([feat], [feat * 0.5], boxes, boxes, one_class,
+                           size)['loss_cds_inst_s0']
+    simclr = make_head(use_labels=False).loss(
+        [feat], [feat * 0.5], boxes, boxes, one_class, size)['loss_cds_inst_s0']
+    torch.testing.assert_close(got, simclr)
+    two_class = [torch.tensor([0, 0, 0, 1, 1, 1])]
+    supcon = make_head().loss([feat], [feat * 0.5], boxes, boxes, two_class,
+                              size)['loss_cds_inst_s0']
+    assert abs(supcon.item() - simclr.item()) > 1e-3  # labels used there
+    head = make_head()
+    for _ in range(2):
+        head.loss([feat], [feat], boxes, boxes, one_class, size)
+    assert len(calls) == 2  # one per head: the two one-class heads above
+    assert all('instance_head.use_labels' in c for c in calls)
+
+
+def test_one_class_gradient_separates_boxes():
+    """A gradient step on the box embeddings of a one-class batch makes
+    different boxes less alike (SupCon there would pull them together)."""
+    head = make_head(loss_weight=1.0)
+    outs = []
+    head.projectors[0].register_forward_hook(
+        lambda m, args, out: outs.append(out) or out.retain_grad())
+    feat = torch.randn(1, 8, 32, 32)
+    boxes, labels = [grid_boxes(8, side=10, step=14)], [torch.zeros(8).long()]
+    head.loss([feat], [feat * 0.9], boxes, boxes, labels,
+              ((128, 128), (128, 128)))['loss_cds_inst_s0'].backward()
+    (z, ) = outs  # (2 * 8, D): view 1, then view 2
+    stepped = z.detach() - 0.5 * z.grad
+    before = mean_pair_similarity(F.normalize(z.detach()[:8], dim=1))
+    after = mean_pair_similarity(F.normalize(stepped[:8], dim=1))
+    assert before > 0.5 and after < before - 0.2, (before, after)
+
+
+# ---------------------------------------------------------------- dense scenes
+def dense(n_per_image=200, n_images=2):
+    """``n_per_image`` small boxes per image; view 2 shifted by 1 px, so a box
+    and its partner differ by exactly (1, 1, 1, 1). Box ``i`` of image ``j``
+    has label ``1000 * j + i``, which tells which boxes were kept."""
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(n_images, n_per_image, 2, generator=g) * 100
+    boxes = [torch.cat([p, p + 8], dim=1) for p in xy]
+    labels = [1000 * j + torch.arange(n_per_image) for j in range(n_images)]
+    return boxes, [b + 1 for b in boxes], labels
+
+
+def test_dense_image_samples_same_boxes_in_both_views():
+    head = make_head(max_boxes_per_image=50)
+    boxes, shifted, labels = dense(200)
+    torch.manual_seed(3)
+    rois1, rois2, ids = head._select_boxes(boxes, shifted, labels)
+    assert [len(r) for r in rois1] == [50, 50] == [len(r) for r in rois2]
+    for j, (r1, r2, b) in enumerate(zip(rois1, rois2, boxes)):
+        kept = ids[50 * j:50 * (j + 1)] - 1000 * j
+        assert len(set(kept.tolist())) == 50
+        torch.testing.assert_close(r1, b[kept])          # labels follow boxes
+        torch.testing.assert_close(r2, b[kept] + 1)      # same boxes in view 2
+    # seeded from torch's RNG: the same seed, the same boxes; another, others
+    torch.manual_seed(3)
+    torch.testing.assert_close(head._select_boxes(boxes, shifted, labels)[2],
+                               ids)
+    torch.manual_seed(4)
+    assert not torch.equal(head._select_boxes(boxes, shifted, labels)[2], ids)
+
+
+def test_below_the_limit_every_box_is_kept_in_order():
+    head = make_head(max_boxes_per_image=50)
+    boxes, shifted, labels = dense(50)
+    rois1, rois2, ids = head._select_boxes(boxes, shifted, labels)
+    torch.testing.assert_close(ids, torch.cat(labels))
+    torch.testing.assert_close(rois1, boxes)
+
+
+def test_dense_batch_of_200_boxes_per_image_is_bounded():
+    rows = []
+    head = make_head().train()
+    head.projectors[0].register_forward_hook(
+        lambda m, args, out: rows.append(args[0].shape[0]))
+    boxes, shifted, labels = dense(200)
+    labels = [lb % 3 for lb in labels]
+    feat = torch.randn(2, 8, 32, 32, requires_grad=True)
+    loss = head.loss([feat], [feat], boxes, shifted, labels,
+                     ((128, 128), (128, 128)))['loss_cds_inst_s0']
+    loss.backward()
+    limit = head.max_boxes_per_image  # the default
+    assert limit is not None and limit < 200
+    assert rows == [2 * 2 * limit]  # 2 images x 2 views, in one projector call
+    assert loss.item() > 0 and torch.isfinite(feat.grad).all()
+    head.max_boxes_per_image = None
+    head.loss([feat], [feat], boxes, shifted, labels, ((128, 128), (128, 128)))
+    assert rows[-1] == 2 * 2 * 200

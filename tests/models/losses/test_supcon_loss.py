@@ -153,6 +153,16 @@ def test_small_batch_warns_once_and_returns_zero(monkeypatch):
     assert calls[0][1]['level'] == 30  # logging.WARNING
 
 
+def test_empty_batch_is_a_silent_zero(monkeypatch):
+    # an image without boxes gives the instance head no rows: no small-batch warning
+    calls = []
+    monkeypatch.setattr(supcon_module, 'print_log', lambda *a, **k: calls.append(a))
+    feats = torch.zeros(0, 2, 8, requires_grad=True)
+    loss = SupConLoss(small_batch='raise')(feats, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0 and feats.grad.shape == (0, 2, 8) and not calls
+
+
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 def test_registry_build_from_both_scopes(scope):
     registry = importlib.import_module(f'{scope}.registry').MODELS

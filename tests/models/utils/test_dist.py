@@ -7,13 +7,15 @@ import torch
 
 from cds_mm.models.utils import (gather_labels, gather_shapes, gather_with_grad, get_rank,
                                  get_world_size)
+from cds_mm.models.utils.dist import all_reduce_max, gather_sizes
 
 
 def test_not_distributed_is_identity():
     x, labels = torch.randn(3, 2, requires_grad=True), torch.tensor([4, 5, 6])
     assert get_rank() == 0 and get_world_size() == 1
     assert gather_with_grad(x) is x and gather_labels(labels) is labels
-    assert gather_shapes(x) == [(3, 2)]
+    assert gather_shapes(x) == [(3, 2)] and gather_sizes(x) == [3]
+    assert all_reduce_max(labels) is labels
     with pytest.raises(ValueError, match='0-D'):
         gather_with_grad(torch.tensor(1.0))
 
@@ -23,6 +25,11 @@ def _local(rank):
 
 
 WEIGHT = torch.arange(12, dtype=torch.float32).reshape(6, 2) - 5
+UNEVEN = [(4, 0), (1, 2)]  # rows of rank 0 and rank 1, one case each
+
+
+def _uneven(rank, sizes):
+    return torch.arange(2 * sizes[rank], dtype=torch.float32).reshape(-1, 2) + 100 * rank
 
 
 def _dist_worker(rank, world_size, port, out_dir):
@@ -38,9 +45,19 @@ def _dist_worker(rank, world_size, port, out_dir):
     res.update(gathered=gathered.detach(), requires_grad=gathered.requires_grad, grad=x.grad)
     labels = gather_labels(torch.tensor([rank, 5 + rank, 7]))
     res.update(labels=labels, labels_requires_grad=labels.requires_grad)
-    for name, fn in [('uneven_features', gather_with_grad), ('uneven_labels', gather_labels)]:
+    for i, sizes in enumerate(UNEVEN):  # unequal rows, none on rank 1 in case 0
+        y = _uneven(rank, sizes).requires_grad_()
+        gathered = gather_with_grad(y)
+        ((rank + 1) * WEIGHT[:len(gathered)] * gathered).sum().backward()
+        res[f'uneven{i}'] = dict(
+            gathered=gathered.detach(), grad=y.grad, sizes=gather_sizes(y),
+            labels=gather_labels(torch.arange(sizes[rank]) + 10 * rank))
+    res['max'] = all_reduce_max(torch.tensor([rank, -rank]))
+    empty = gather_with_grad(torch.zeros(0, 2, requires_grad=True))  # no rows anywhere
+    res['empty'] = tuple(empty.shape)
+    for name, fn in [('trailing_features', gather_with_grad), ('trailing_labels', gather_labels)]:
         try:
-            fn(torch.zeros(2 + rank, 2))
+            fn(torch.zeros(2, 2 + rank))
             res[name] = None
         except ValueError as err:
             res[name] = str(err)
@@ -64,6 +81,18 @@ def test_gloo_gather(tmp_path):
         torch.testing.assert_close(res['grad'], 3 * WEIGHT[3 * rank:3 * rank + 3], rtol=0, atol=0)
         torch.testing.assert_close(res['labels'], torch.tensor([0, 5, 7, 1, 6, 7]))
         assert not res['labels_requires_grad']
-        for name in ('uneven_features', 'uneven_labels'):
-            assert res[name] is not None and 'differ across ranks' in res[name]
-            assert '[(2, 2), (3, 2)]' in res[name]
+        for i, sizes in enumerate(UNEVEN):
+            got = res[f'uneven{i}']
+            assert got['sizes'] == list(sizes)
+            torch.testing.assert_close(got['gathered'], torch.cat([_uneven(0, sizes),
+                                                                   _uneven(1, sizes)]))
+            torch.testing.assert_close(got['labels'], torch.cat(
+                [torch.arange(sizes[0]), torch.arange(sizes[1]) + 10]))
+            # every rank's gradient into this rank's rows, summed: (1 + 2) * WEIGHT there
+            start = sum(sizes[:rank])
+            torch.testing.assert_close(got['grad'], 3 * WEIGHT[start:start + sizes[rank]],
+                                       rtol=0, atol=0)
+        assert res['max'].tolist() == [1, 0] and res['empty'] == (0, 2)
+        for name in ('trailing_features', 'trailing_labels'):
+            assert res[name] is not None and 'trailing dims differ' in res[name]
+            assert '[(2, 2), (2, 3)]' in res[name]

@@ -1,0 +1,87 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: flags and config set-up."""
+import argparse
+import os
+import os.path as osp
+
+CFG_OPTIONS_HELP = (
+    'override some settings in the used config, the key-value pair in '
+    'xxx=yyy format will be merged into config file. If the value to be '
+    'overwritten is a list, it should be like key="[a,b]" or key=a,b. It also '
+    'allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". Note that the '
+    'quotation marks are necessary and that no white space is allowed.')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local_rank``, as upstream."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help=CFG_OPTIONS_HELP)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch >= 2.0's launchers pass `--local-rank`, older ones `--local_rank`
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def check_common_args(parser: argparse.ArgumentParser,
+                      args: argparse.Namespace) -> None:
+    """Fail on a missing config file; export ``LOCAL_RANK`` as upstream."""
+    if not osp.isfile(args.config):
+        parser.error(f'config file not found: {args.config}')
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
+def load_config(config: str):
+    """``Config.fromfile`` with cds_mm's stack fixes applied first.
+
+    Our tools opt in to :mod:`cds_mm.compat` (``import cds_mm`` alone patches
+    nothing); an mmdet config also gets mmdet's dynamo cache limit, as in
+    mmdet's own tools.
+    """
+    import cds_mm.compat  # noqa: F401  (applies the version-checked shims)
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    if cfg.get('default_scope', None) == 'mmdet':
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+    return cfg
+
+
+def apply_common_args(cfg, args: argparse.Namespace):
+    """Launcher, ``--cfg-options`` and work_dir, in mmdet's order.
+
+    ``--cfg-options data_root=DIR`` moves every dataset (and evaluator
+    annotation file) under ``DIR``; explicit per-loader keys still win.
+    work_dir: ``--work-dir`` > the config's own > ``./work_dirs/<config>``.
+    """
+    from cds_mm.datasets.data_root import merge_cfg_options
+    cfg.launcher = args.launcher
+    # data_root=DIR reaches every dataloader and evaluator, as users expect
+    merge_cfg_options(cfg, args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg`` unless the config names a ``runner_type``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def check_data_or_exit(cfg, loaders) -> None:
+    """Stop with one line naming the missing path, key and where to get it."""
+    from cds_mm.datasets.data_checks import MissingDataError, check_data
+    try:
+        check_data(cfg, loaders)
+    except MissingDataError as e:
+        raise SystemExit(f'error: {e}')

@@ -1,0 +1,85 @@
+"""The README's results tables are the committed JSON's (no training)."""
+import copy
+import importlib.util
+import json
+import os.path as osp
+import shutil
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    'make_readme_tables', osp.join(REPO, 'benchmarks',
+                                   'make_readme_tables.py'))
+tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tables)
+
+
+def cls_data(runs, missing=()):
+    return dict(date='2026-12-02', git_commit='0123456789abcdef',
+                benchmark='benchmarks/cls_accuracy_seeds.py',
+                args=dict(epochs=15, train_samples=10000),
+                runs=runs, missing=list(missing))
+
+
+def cls_run(mode, seed, top1, best_epoch=12):
+    return dict(mode=mode, seed=seed, top1=top1, ece=1.0 + seed,
+                best_val_top1=top1 + 0.5, best_epoch=best_epoch)
+
+
+def test_readme_matches_committed_json(capsys):
+    with open(tables.README) as f:
+        names = [m.group('name') for m in tables.BLOCK_RE.finditer(f.read())]
+    assert sorted(names) == sorted(tables.RENDERERS), names
+    assert tables.main(['--check']) == 0, capsys.readouterr().err
+
+
+def test_check_fails_when_a_number_changes(tmp_path):
+    results = tmp_path / 'results'
+    shutil.copytree(tables.RESULTS, results)
+    path = results / 'det_accuracy.json'
+    data = json.loads(path.read_text())
+    data['runs'][0]['bbox_mAP'] += 0.01
+    path.write_text(json.dumps(data))
+    assert tables.main(['--check', '--results-dir', str(results)]) == 1
+
+
+def test_cls_table_means_stds_and_paired_differences():
+    data = cls_data([cls_run('off', 0, 88.0), cls_run('cds', 0, 90.0),
+                     cls_run('off', 1, 90.0), cls_run('cds', 1, 93.0)],
+                    missing=[dict(mode='dsn', seed=0)])
+    text = tables.render_cls_accuracy(data)
+    # baseline 88, 90 -> 89 ± sqrt(2); CDS - baseline per seed +2, +3
+    assert '| baseline (`off`) | 0, 1 | 89.00 ± 1.41 |' in text
+    assert '| 88.00, 90.00 | 89.50 ± 1.41 | 12, 12 |' in text
+    assert '| CDS − baseline | 0, 1 | +2.00, +3.00 | 2.50 ± 0.71 |' in text
+    assert 'CDS − DSN' not in text  # no DSN run to pair with
+    assert 'Not run yet (the benchmark resumes them): DSN seed 0.' in text
+
+
+def test_kd_sentence_counts_the_seeds_won():
+    data = tables.load('kd_accuracy')
+    for r in data['runs']:
+        if r['variant'] == 'kd':
+            r['top1'] = 0.0
+    text = tables.render_kd_accuracy(data)
+    seeds = sorted(r['seed'] for r in data['runs']
+                   if r['variant'] == 'cds+kd')
+    assert (f'beat plain KD on {len(seeds)} of {len(seeds)} seeds (seeds '
+            f'{", ".join(map(str, seeds))})') in text
+
+
+def test_unknown_block_is_an_error(tmp_path):
+    text = '<!-- generated: nope -->\nx\n<!-- end generated: nope -->\n'
+    with pytest.raises(ValueError, match="'nope'"):
+        tables.render_readme(text, str(tmp_path))
+
+
+def test_rendering_leaves_text_outside_blocks_alone():
+    data = copy.deepcopy(tables.load('det_accuracy'))
+    body = tables.render_det_accuracy(data)
+    text = ('before\n<!-- generated: det_accuracy -->\nold\n'
+            '<!-- end generated: det_accuracy -->\nafter\n')
+    assert tables.render_readme(text) == (
+        'before\n<!-- generated: det_accuracy -->\n' + body +
+        '\n<!-- end generated: det_accuracy -->\nafter\n')
