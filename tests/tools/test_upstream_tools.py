@@ -214,9 +214,12 @@ def test_vis_tsne_on_cds_checkpoint(mmpretrain_cli, cls_run, plain_cls):
     assert (out_dir / 'feat_3.png').is_file()
     got = np.load(out_dir / 'feat_3.npy')  # every test image, in order
 
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
     cfg = Config.fromfile(str(cls_run[0]))
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    # other tests' Runners may have left another default scope current
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
     images = [dataset[i]['inputs'] for i in range(len(dataset))]
     want = _plain_feats(plain_cls, images).numpy()
     assert got.shape == want.shape == (len(dataset), 128)
@@ -233,14 +236,18 @@ def test_feature_extractor_and_inferencer_on_cds_checkpoint(
               for _ in range(4)]
     tensors = [torch.from_numpy(img).permute(2, 0, 1) for img in images]
 
-    extractor = FeatureExtractor(str(cfg), pretrained=str(ckpt),
-                                 device='cpu')
-    got = torch.stack([f[0] for f in extractor(images, batch_size=4)])
-    torch.testing.assert_close(got, _plain_feats(plain_cls, tensors))
+    from mmengine.registry import DefaultScope
+    # as in a fresh process: other tests' Runners may have left another
+    # default scope current
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        extractor = FeatureExtractor(str(cfg), pretrained=str(ckpt),
+                                     device='cpu')
+        got = torch.stack([f[0] for f in extractor(images, batch_size=4)])
+        torch.testing.assert_close(got, _plain_feats(plain_cls, tensors))
 
-    inferencer = ImageClassificationInferencer(str(cfg), pretrained=str(ckpt),
-                                               device='cpu')
-    got = np.stack([r['pred_scores'] for r in inferencer(images)])
+        inferencer = ImageClassificationInferencer(
+            str(cfg), pretrained=str(ckpt), device='cpu')
+        got = np.stack([r['pred_scores'] for r in inferencer(images)])
     with torch.no_grad():
         data = plain_cls.data_preprocessor({'inputs': tensors}, False)
         want = torch.stack([s.pred_score for s in plain_cls.predict(
