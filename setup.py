@@ -12,7 +12,6 @@ import os.path as osp
 import shutil
 import sys
 import warnings
-
 from setuptools import find_packages, setup
 
 REPO = osp.dirname(osp.abspath(__file__))

@@ -86,11 +86,15 @@ def ece_stats(samples):
     conf = np.array([r['conf'] for r in metric.results], dtype=np.float64)
     hit = np.array([r['correct'] for r in metric.results], dtype=np.float64)
     import torch
-    stats = ECEMetric.bin_stats(torch.from_numpy(conf), torch.from_numpy(hit),
-                                NUM_BINS)
-    return dict(top1=res['accuracy'], ece=res['ece'],
-                reliability={k: [round(float(x), 6) for x in v]
-                             for k, v in stats.items()})
+    stats = ECEMetric.bin_stats(
+        torch.from_numpy(conf), torch.from_numpy(hit), NUM_BINS)
+    return dict(
+        top1=res['accuracy'],
+        ece=res['ece'],
+        reliability={
+            k: [round(float(x), 6) for x in v]
+            for k, v in stats.items()
+        })
 
 
 def ece(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -100,16 +104,18 @@ def ece(scores: np.ndarray, labels: np.ndarray) -> float:
         scores: (N, C) class probabilities.
         labels: (N,) int class ids.
     """
-    samples = [dict(pred_score=s, gt_label=np.array([y]))
-               for s, y in zip(scores, labels)]
+    samples = [
+        dict(pred_score=s, gt_label=np.array([y]))
+        for s, y in zip(scores, labels)
+    ]
     return ece_stats(samples)['ece']
 
 
 def run(cmd, log, env=None):
     """Run ``cmd`` in the repo root, its output appended to ``log``."""
     with open(log, 'a') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f,
-                              stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
     if proc.returncode:
         raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; '
                          f'see {log}')
@@ -119,8 +125,8 @@ def train_with_progress(cmd, log, env, tag, epochs, state):
     """Run the training subprocess; print its epoch, val top-1 and ETA."""
     start, last = time.time(), None
     with open(log, 'a') as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
         while True:
             try:
                 code = proc.wait(timeout=30)
@@ -179,26 +185,30 @@ def read_curves(work):
             for e, (s, c) in per_epoch.items():
                 losses.setdefault(k, {})[e] = s / c
     val_list = [round(val[e], 4) for e in sorted(val)]
-    loss_lists = {k: [round(v[e], 6) for e in sorted(v)]
-                  for k, v in sorted(losses.items())}
+    loss_lists = {
+        k: [round(v[e], 6) for e in sorted(v)]
+        for k, v in sorted(losses.items())
+    }
     return val_list, loss_lists
 
 
 def schedule_opts(epochs):
     """Options fitting the config's one-cycle schedule to ``epochs``."""
     warm = round(0.15 * epochs, 4)
-    return [f'train_cfg.max_epochs={epochs}',
-            f'param_scheduler.0.end={warm}',
-            f'param_scheduler.1.begin={warm}',
-            f'param_scheduler.1.end={epochs}']
+    return [
+        f'train_cfg.max_epochs={epochs}', f'param_scheduler.0.end={warm}',
+        f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={epochs}'
+    ]
 
 
 def run_opts(args, mode, seed):
-    opts = [f'model.mode={mode}', f'randomness.seed={seed}',
-            *schedule_opts(args.epochs),
-            f'train_dataloader.dataset.max_samples={args.train_samples}',
-            f'val_dataloader.dataset.val_size={args.val_samples}',
-            f'train_dataloader.dataset.val_size={args.val_samples}']
+    opts = [
+        f'model.mode={mode}', f'randomness.seed={seed}',
+        *schedule_opts(args.epochs),
+        f'train_dataloader.dataset.max_samples={args.train_samples}',
+        f'val_dataloader.dataset.val_size={args.val_samples}',
+        f'train_dataloader.dataset.val_size={args.val_samples}'
+    ]
     for split in ('train', 'val', 'test'):
         opts.append(f'{split}_dataloader.dataset.data_root={args.data_root}')
         if args.workers is not None:
@@ -226,29 +236,36 @@ def one_run(args, mode, seed, tag, state):
     resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
         else []
     say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
-    train_with_progress(
-        [py, 'tools/train.py', CONFIG, '--work-dir', work, *resume,
-         '--cfg-options', *opts], osp.join(work, 'train.log'), env, tag,
-        args.epochs, state)
+    train_with_progress([
+        py, 'tools/train.py', CONFIG, '--work-dir', work, *resume,
+        '--cfg-options', *opts
+    ], osp.join(work, 'train.log'), env, tag, args.epochs, state)
     train_s = time.time() - start
     best = glob.glob(osp.join(work, 'best_accuracy_top1_epoch_*.pth'))
     if len(best) != 1:
         raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
     epoch = int(best[0].rsplit('_', 1)[1].split('.')[0])
     preds = osp.join(work, 'test_preds.pkl')
-    run([py, 'tools/test.py', CONFIG, best[0], '--work-dir',
-         osp.join(work, 'test'), '--out', preds, '--cfg-options', *opts],
-        osp.join(work, 'test.log'), env)
+    run([
+        py, 'tools/test.py', CONFIG, best[0], '--work-dir',
+        osp.join(work, 'test'), '--out', preds, '--cfg-options', *opts
+    ], osp.join(work, 'test.log'), env)
     with open(preds, 'rb') as f:
         samples = pickle.load(f)
     val_top1, losses = read_curves(work)
-    res = dict(mode=mode, seed=seed, best_epoch=epoch,
-               **ece_stats(samples), n_test=len(samples),
-               best_val_top1=max(val_top1) if val_top1 else None,
-               val_top1=val_top1, losses=losses,
-               train_s=round(train_s, 1),
-               test_s=round(time.time() - start - train_s, 1),
-               checkpoint=osp.relpath(best[0], REPO), cfg_options=opts)
+    res = dict(
+        mode=mode,
+        seed=seed,
+        best_epoch=epoch,
+        **ece_stats(samples),
+        n_test=len(samples),
+        best_val_top1=max(val_top1) if val_top1 else None,
+        val_top1=val_top1,
+        losses=losses,
+        train_s=round(train_s, 1),
+        test_s=round(time.time() - start - train_s, 1),
+        checkpoint=osp.relpath(best[0], REPO),
+        cfg_options=opts)
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)
     return res
@@ -270,11 +287,13 @@ def child_env(args):
 def git_commit():
     """HEAD's hash, with ``+dirty`` when the working tree has changes."""
     try:
-        head = subprocess.check_output(['git', 'rev-parse', 'HEAD'], cwd=REPO,
+        head = subprocess.check_output(['git', 'rev-parse', 'HEAD'],
+                                       cwd=REPO,
                                        text=True).strip()
         dirty = subprocess.check_output(
             ['git', 'status', '--porcelain', '--untracked-files=no'],
-            cwd=REPO, text=True).strip()
+            cwd=REPO,
+            text=True).strip()
     except (OSError, subprocess.CalledProcessError):
         return 'unknown'
     return head + ('+dirty' if dirty else '')
@@ -288,7 +307,8 @@ def write_results(args, results, jobs):
         protocol=PROTOCOL.format(**vars(args)),
         git_commit=git_commit(),
         date=datetime.date.today().isoformat(),
-        args=vars(args), runs=results,
+        args=vars(args),
+        runs=results,
         missing=[dict(mode=m, seed=s) for m, s in jobs if (m, s) not in have])
     with atomic_write(args.results) as f:
         json.dump(out, f, indent=1)
@@ -309,15 +329,26 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--modes', nargs='+', default=['off', 'dsn', 'cds'])
     parser.add_argument('--work-dir', default='work_dirs/bench_cls_accuracy')
-    parser.add_argument('--results', default=None,
-                        help='results JSON (default: <work-dir>/results.json)')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='key=value overrides added to every run')
-    parser.add_argument('--parallel', type=int, default=1,
-                        help='runs at once, each in its own subprocesses')
-    parser.add_argument('--workers', type=int, default=None,
-                        help="data loader workers per run (default: the "
-                        "config's)")
+    parser.add_argument(
+        '--results',
+        default=None,
+        help='results JSON (default: <work-dir>/results.json)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='key=value overrides added to every run')
+    parser.add_argument(
+        '--parallel',
+        type=int,
+        default=1,
+        help='runs at once, each in its own subprocesses')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=None,
+        help="data loader workers per run (default: the "
+        "config's)")
     args = parser.parse_args(argv)
     if args.parallel < 1 or (args.workers is not None and args.workers < 0):
         parser.error('--parallel must be >= 1 and --workers >= 0')
@@ -330,8 +361,10 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(mode, seed) for seed in args.seeds for mode in args.modes]
-    tags = [f'run {i + 1}/{len(jobs)} {m} seed {s}'
-            for i, (m, s) in enumerate(jobs)]
+    tags = [
+        f'run {i + 1}/{len(jobs)} {m} seed {s}'
+        for i, (m, s) in enumerate(jobs)
+    ]
     done, failures, durations = {}, [], []
     start = time.time()
 

@@ -1,16 +1,21 @@
-"""Baseline vs image-level CDS vs image + instance CDS bbox mAP, several seeds; prints one table.
+"""Baseline vs image-level CDS vs image + instance CDS bbox mAP, several seeds;
+prints one table.
 
-Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN 32 channels) on
-the same Fashion-MNIST mosaic images (real objects, 10 classes), epochs and seeds; only
-``model.mode`` / ``model.instance_head`` differ. The mosaic is built with ``num_train +
-num_val`` images from the training IDX files, split by image id into train and val; the
-mosaic's own val set (items from t10k) is the test split. The checkpoint with the best val
-bbox mAP is tested once on the test split. Runs go through ``tools/train.py`` /
-``tools/test.py`` in subprocesses, so the numbers are what a user gets from the CLI.
+Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN
+32 channels) on the same Fashion-MNIST mosaic images (real objects, 10
+classes), epochs and seeds; only ``model.mode`` / ``model.instance_head``
+differ. The mosaic is built with ``num_train + num_val`` images from the
+training IDX files, split by image id into train and val; the mosaic's own val
+set (items from t10k) is the test split. The checkpoint with the best val bbox
+mAP is tested once on the test split. Runs go through ``tools/train.py`` /
+``tools/test.py`` in subprocesses, so the numbers are what a user gets from the
+CLI.
 
-    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500 --num-val 250
+    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500
+    --num-val 250
 
-CPU-scale evidence only (2 cores); see the README for what it does and does not show.
+CPU-scale evidence only (2 cores); see the README for what it does and does not
+show.
 """
 import argparse
 import glob
@@ -25,56 +30,73 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py'
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
-VARIANTS = {'off': ('baseline', ['model.mode=off']),
-            'img': ('CDS image-level', ['model.instance_head=None']),
-            'img+ins': ('CDS image + instance', [])}
-SPLIT_ANNS = ('annotations/instances_train-split.json', 'annotations/instances_val-split.json')
+VARIANTS = {
+    'off': ('baseline', ['model.mode=off']),
+    'img': ('CDS image-level', ['model.instance_head=None']),
+    'img+ins': ('CDS image + instance', [])
+}
+SPLIT_ANNS = ('annotations/instances_train-split.json',
+              'annotations/instances_val-split.json')
 TEST_ANN = 'annotations/instances_val.json'
 
 
 def build_data(args):
-    """Build (or reuse) the mosaic and split its train side by image id into train / val."""
+    """Build (or reuse) the mosaic and split its train side by image id into
+    train / val."""
     sys.path.insert(0, REPO)
     from cds_mm.datasets import make_fashion_mosaic_coco
-    paths = make_fashion_mosaic_coco(args.data_root, args.data_dir,
-                                     num_train=args.num_train + args.num_val,
-                                     num_val=args.num_test)
+    paths = make_fashion_mosaic_coco(
+        args.data_root,
+        args.data_dir,
+        num_train=args.num_train + args.num_val,
+        num_val=args.num_test)
     with open(paths['train_ann']) as f:
         coco = json.load(f)
-    for ann_file, keep in zip(SPLIT_ANNS, (lambda i: i <= args.num_train,
-                                           lambda i: i > args.num_train)):
+    keeps = (lambda i: i <= args.num_train, lambda i: i > args.num_train)
+    for ann_file, keep in zip(SPLIT_ANNS, keeps):
         images = [im for im in coco['images'] if keep(im['id'])]
         ids = {im['id'] for im in images}
-        part = dict(coco, images=images,
-                    annotations=[a for a in coco['annotations'] if a['image_id'] in ids])
+        part = dict(
+            coco,
+            images=images,
+            annotations=[
+                a for a in coco['annotations'] if a['image_id'] in ids
+            ])
         with open(osp.join(args.data_dir, ann_file), 'w') as f:
             json.dump(part, f, separators=(',', ':'))
 
 
 def run(cmd, log):
     with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
-        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; see {log}')
+        raise SystemExit(
+            f'failed ({proc.returncode}): {" ".join(cmd)}; see {log}')
 
 
 def data_options(args):
     root = args.data_dir.rstrip('/') + '/'
     opts = []
-    for split, ann, img in (('train', SPLIT_ANNS[0], 'train/'), ('val', SPLIT_ANNS[1], 'train/'),
+    for split, ann, img in (('train', SPLIT_ANNS[0],
+                             'train/'), ('val', SPLIT_ANNS[1], 'train/'),
                             ('test', TEST_ANN, 'val/')):
-        opts += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.dataset.ann_file={ann}',
-                 f'{split}_dataloader.dataset.data_prefix.img={img}']
+        opts += [
+            f'{split}_dataloader.dataset.data_root={root}',
+            f'{split}_dataloader.dataset.ann_file={ann}',
+            f'{split}_dataloader.dataset.data_prefix.img={img}'
+        ]
         if split != 'train':
             opts.append(f'{split}_evaluator.ann_file={root}{ann}')
     return opts
 
 
 def test_metrics(test_dir):
-    """``coco/bbox_mAP*`` of the test run, from the json log ``tools/test.py`` wrote.
+    """``coco/bbox_mAP*`` of the test run, from the json log ``tools/test.py``
+    wrote.
 
-    CocoMetric logs nothing when the model detects nothing at all: that is an mAP of 0.
+    CocoMetric logs nothing when the model detects nothing at all: that is an
+    mAP of 0.
     """
     logs = sorted(glob.glob(osp.join(test_dir, '*', '*.json')))
     if not logs:
@@ -95,30 +117,42 @@ def one_run(args, variant, seed):
     steps = sorted({max(1, round(args.epochs * f / 12)) for f in (9, 11)})
     opts = VARIANTS[variant][1] + data_options(args) + [
         f'randomness.seed={seed}', f'train_cfg.max_epochs={args.epochs}',
-        'train_cfg.val_interval=1', f'param_scheduler.1.milestones=[{",".join(map(str, steps))}]',
+        'train_cfg.val_interval=1',
+        f'param_scheduler.1.milestones=[{",".join(map(str, steps))}]',
         f'default_hooks.checkpoint.interval={args.epochs}',
         'default_hooks.checkpoint.max_keep_ckpts=1',
         'default_hooks.checkpoint.save_best=coco/bbox_mAP',
-        'default_hooks.checkpoint.rule=greater']
+        'default_hooks.checkpoint.rule=greater'
+    ]
     py = sys.executable
     start = time.time()
-    run([py, 'tools/train.py', CONFIG, '--work-dir', work, '--cfg-options', *opts],
-        osp.join(work, 'train.log'))
+    run([
+        py, 'tools/train.py', CONFIG, '--work-dir', work, '--cfg-options',
+        *opts
+    ], osp.join(work, 'train.log'))
     train_s = time.time() - start
     best = glob.glob(osp.join(work, 'best_coco_bbox_mAP_epoch_*.pth'))
     if len(best) > 1:
         raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
     if best:
         ckpt, epoch = best[0], int(best[0].rsplit('_', 1)[1].split('.')[0])
-    else:  # no detection on val in any epoch, so CocoMetric logged no mAP: take the last
+    # no detection on val in any epoch, so CocoMetric logged no mAP: take the
+    # last
+    else:
         ckpt, epoch = osp.join(work, f'epoch_{args.epochs}.pth'), None
     test_dir = osp.join(work, 'test')
-    run([py, 'tools/test.py', CONFIG, ckpt, '--work-dir', test_dir, '--cfg-options', *opts],
-        osp.join(work, 'test.log'))
+    run([
+        py, 'tools/test.py', CONFIG, ckpt, '--work-dir', test_dir,
+        '--cfg-options', *opts
+    ], osp.join(work, 'test.log'))
     rec = test_metrics(test_dir)
-    return dict(variant=variant, seed=seed, best_epoch=epoch,
-                mAP=100 * rec['coco/bbox_mAP'], mAP50=100 * rec['coco/bbox_mAP_50'],
-                train_s=train_s)
+    return dict(
+        variant=variant,
+        seed=seed,
+        best_epoch=epoch,
+        mAP=100 * rec['coco/bbox_mAP'],
+        mAP50=100 * rec['coco/bbox_mAP_50'],
+        train_s=train_s)
 
 
 def fmt(values):
@@ -129,14 +163,20 @@ def fmt(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--data-root', default=DEBIAN_ROOT, help='Fashion-MNIST IDX files')
-    parser.add_argument('--data-dir', default='data/fashion_mosaic', help='mosaic output')
+    parser.add_argument(
+        '--data-root', default=DEBIAN_ROOT, help='Fashion-MNIST IDX files')
+    parser.add_argument(
+        '--data-dir', default='data/fashion_mosaic', help='mosaic output')
     parser.add_argument('--epochs', type=int, default=6)
     parser.add_argument('--num-train', type=int, default=1500)
     parser.add_argument('--num-val', type=int, default=250)
     parser.add_argument('--num-test', type=int, default=1000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=list(VARIANTS),
+        choices=list(VARIANTS))
     parser.add_argument('--work-dir', default='work_dirs/bench_det_accuracy')
     args = parser.parse_args()
     if args.num_train < 1 or args.num_val < 1 or args.num_test < 1:
@@ -157,10 +197,15 @@ def main():
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(args=vars(args), runs=results), f, indent=1)
 
-    print(f'\nFashion-MNIST mosaic test bbox mAP (%), {len(args.seeds)} seeds, {args.epochs} '
-          f'epochs on {args.num_train} train images, checkpoint picked on {args.num_val} val '
-          f'images, tested on {args.num_test}; wall time {time.time() - start:.0f} s')
-    print('| method | test mAP | test mAP@50 | per seed (mAP) | best epoch (val) | '
+    print(
+        f'\nFashion-MNIST mosaic test bbox mAP (%), {len(args.seeds)} seeds, '
+        f'{args.epochs} '
+        f'epochs on {args.num_train} train images, checkpoint picked on '
+        f'{args.num_val} val '
+        f'images, tested on {args.num_test}; wall time '
+        f'{time.time() - start:.0f} s')
+    print('| method | test mAP | test mAP@50 | per seed (mAP) | best epoch '
+          '(val) | '
           'train time (s) |')
     print('|---|---|---|---|---|---|')
     for variant in args.variants:

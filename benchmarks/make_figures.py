@@ -54,14 +54,26 @@ def val_curves(data, out):
         if not runs:
             continue
         for r in runs:
-            ax.plot(range(1, len(r['val_top1']) + 1), r['val_top1'],
-                    color=COLORS[mode], alpha=0.35, linewidth=0.8)
+            ax.plot(
+                range(1,
+                      len(r['val_top1']) + 1),
+                r['val_top1'],
+                color=COLORS[mode],
+                alpha=0.35,
+                linewidth=0.8)
         n = min(len(r['val_top1']) for r in runs)
         mean = np.mean([r['val_top1'][:n] for r in runs], axis=0)
-        ax.plot(range(1, n + 1), mean, color=COLORS[mode], linewidth=2,
-                label=f'{NAMES[mode]} ({len(runs)} seeds)')
-    ax.set(xlabel='epoch', ylabel='val top-1 (%)', ylim=(80, 93),
-           title='Fashion-MNIST val accuracy (thin: one seed)')
+        ax.plot(
+            range(1, n + 1),
+            mean,
+            color=COLORS[mode],
+            linewidth=2,
+            label=f'{NAMES[mode]} ({len(runs)} seeds)')
+    ax.set(
+        xlabel='epoch',
+        ylabel='val top-1 (%)',
+        ylim=(80, 93),
+        title='Fashion-MNIST val accuracy (thin: one seed)')
     ax.grid(alpha=0.3)
     ax.legend(loc='lower right')
     fig.tight_layout()
@@ -70,8 +82,9 @@ def val_curves(data, out):
 
 def loss_curves(data, out, seed):
     """CE and the weighted per-stage CDS losses of one CDS run."""
-    run = next((r for r in data['runs']
-                if r['mode'] == 'cds' and r['seed'] == seed), None)
+    run = next(
+        (r for r in data['runs'] if r['mode'] == 'cds' and r['seed'] == seed),
+        None)
     if run is None:
         print(f'no CDS run of seed {seed}: {out} skipped')
         return
@@ -80,10 +93,18 @@ def loss_curves(data, out, seed):
     for key, values in sorted(run['losses'].items()):
         if key == 'loss':
             continue
-        ax.plot(range(1, len(values) + 1), values, marker='.',
-                label=key, linewidth=1.5 if key == 'loss_cls' else 1)
-    ax.set(xlabel='epoch', ylabel='mean training loss', yscale='log',
-           title=f'CDS run, seed {seed}: CE and per-stage CDS terms')
+        ax.plot(
+            range(1,
+                  len(values) + 1),
+            values,
+            marker='.',
+            label=key,
+            linewidth=1.5 if key == 'loss_cls' else 1)
+    ax.set(
+        xlabel='epoch',
+        ylabel='mean training loss',
+        yscale='log',
+        title=f'CDS run, seed {seed}: CE and per-stage CDS terms')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=7, loc='upper right')
     fig.tight_layout()
@@ -92,8 +113,10 @@ def loss_curves(data, out, seed):
 
 def reliability(data, out, seed):
     """Test reliability diagrams of one seed, one panel per method."""
-    runs = [r for m in ('off', 'dsn', 'cds') for r in data['runs']
-            if r['mode'] == m and r['seed'] == seed]
+    runs = [
+        r for m in ('off', 'dsn', 'cds') for r in data['runs']
+        if r['mode'] == m and r['seed'] == seed
+    ]
     if not runs:
         print(f'no run of seed {seed}: {out} skipped')
         return
@@ -105,13 +128,29 @@ def reliability(data, out, seed):
         centers = (np.arange(m) + 0.5) / m
         acc = np.where(rel['count'] > 0, rel['acc'], 0)
         conf = np.where(rel['count'] > 0, rel['conf'], 0)
-        ax.bar(centers, acc, width=1 / m, edgecolor='black',
-               color=COLORS[r['mode']], alpha=0.7, label='accuracy')
-        ax.bar(centers, conf - acc, bottom=acc, width=1 / m, color='none',
-               edgecolor='red', hatch='//', label='gap to confidence')
+        ax.bar(
+            centers,
+            acc,
+            width=1 / m,
+            edgecolor='black',
+            color=COLORS[r['mode']],
+            alpha=0.7,
+            label='accuracy')
+        ax.bar(
+            centers,
+            conf - acc,
+            bottom=acc,
+            width=1 / m,
+            color='none',
+            edgecolor='red',
+            hatch='//',
+            label='gap to confidence')
         ax.plot([0, 1], [0, 1], 'k--', linewidth=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence',
-               title=f'{NAMES[r["mode"]]}: ECE {r["ece"]:.2f} %')
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel='confidence',
+            title=f'{NAMES[r["mode"]]}: ECE {r["ece"]:.2f} %')
         if i == 0:
             ax.set_ylabel('accuracy')
             ax.legend(loc='upper left', fontsize=7)
@@ -147,13 +186,15 @@ def stage_features(config, checkpoint, mode, images):
     feats = {}
 
     def hook(name):
+
         def fn(_module, _inputs, output):
-            feats.setdefault(name, []).append(
-                output.mean(dim=(2, 3)).numpy())
+            feats.setdefault(name, []).append(output.mean(dim=(2, 3)).numpy())
+
         return fn
 
-    handles = [getattr(backbone, s).register_forward_hook(hook(s))
-               for s in STAGES]
+    handles = [
+        getattr(backbone, s).register_forward_hook(hook(s)) for s in STAGES
+    ]
     x = torch.from_numpy(images).float()[:, None].repeat(1, 3, 1, 1)
     with torch.no_grad():
         for batch in torch.split(x, 500):
@@ -175,9 +216,10 @@ def tsne(data, out, seed, n_images, data_root):
     images, labels = images[:n_images], labels[:n_images]
     config = data['args'].get('config') or \
         'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
-    modes = [m for m in ('off', 'cds')
-             if any(r['mode'] == m and r['seed'] == seed
-                    for r in data['runs'])]
+    modes = [
+        m for m in ('off', 'cds')
+        if any(r['mode'] == m and r['seed'] == seed for r in data['runs'])
+    ]
     fig = new_figure(2.4 * len(STAGES), 2.5 * len(modes))
     for row, mode in enumerate(modes):
         run = next(r for r in data['runs']
@@ -186,39 +228,47 @@ def tsne(data, out, seed, n_images, data_root):
         for col, stage in enumerate(STAGES):
             f = feats[stage]
             sil = silhouette_score(f, labels)
-            emb = TSNE(2, init='pca', perplexity=30,
-                       random_state=0).fit_transform(f)
-            ax = fig.add_subplot(len(modes), len(STAGES),
-                                 row * len(STAGES) + col + 1)
-            ax.scatter(emb[:, 0], emb[:, 1], c=labels, cmap='tab10', s=1.5,
-                       linewidths=0)
+            emb = TSNE(
+                2, init='pca', perplexity=30, random_state=0).fit_transform(f)
+            ax = fig.add_subplot(
+                len(modes), len(STAGES),
+                row * len(STAGES) + col + 1)
+            ax.scatter(
+                emb[:, 0],
+                emb[:, 1],
+                c=labels,
+                cmap='tab10',
+                s=1.5,
+                linewidths=0)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f'{NAMES[mode]} {stage}: sil {sil:.2f}', fontsize=8)
             print(f'{NAMES[mode]} {stage}: silhouette {sil:.3f}', flush=True)
-    fig.suptitle(f't-SNE of pooled stage features, {n_images} test images, '
-                 f'seed {seed} (colour = class)', fontsize=9)
+    fig.suptitle(
+        f't-SNE of pooled stage features, {n_images} test images, '
+        f'seed {seed} (colour = class)',
+        fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--results', default=osp.join(
-        REPO, 'benchmarks', 'results', 'cls_accuracy.json'))
+    parser.add_argument(
+        '--results',
+        default=osp.join(REPO, 'benchmarks', 'results', 'cls_accuracy.json'))
     parser.add_argument('--out-dir', default=osp.join(REPO, 'resources'))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--tsne', action='store_true')
     parser.add_argument('--tsne-images', type=int, default=2000)
-    parser.add_argument('--data-root',
-                        default='/usr/share/datasets/fashion-mnist')
+    parser.add_argument(
+        '--data-root', default='/usr/share/datasets/fashion-mnist')
     args = parser.parse_args(argv)
     with open(args.results) as f:
         data = json.load(f)
     os.makedirs(args.out_dir, exist_ok=True)
     val_curves(data, osp.join(args.out_dir, 'cls_val_curves.png'))
-    loss_curves(data, osp.join(args.out_dir, 'cds_loss_curves.png'),
-                args.seed)
+    loss_curves(data, osp.join(args.out_dir, 'cds_loss_curves.png'), args.seed)
     reliability(data, osp.join(args.out_dir, 'reliability_diagrams.png'),
                 args.seed)
     if args.tsne:

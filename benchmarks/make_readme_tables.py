@@ -27,8 +27,11 @@ README = osp.join(REPO, 'README.md')
 BLOCK_RE = re.compile(
     r'(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)'
     r'(<!-- end generated: (?P=name) -->)', re.S)
-MODE_NAMES = {'off': 'baseline (`off`)', 'dsn': 'DSN (`dsn`)',
-              'cds': 'CDS (`cds`)'}
+MODE_NAMES = {
+    'off': 'baseline (`off`)',
+    'dsn': 'DSN (`dsn`)',
+    'cds': 'CDS (`cds`)'
+}
 
 
 def mean_std(values: List[float]) -> str:
@@ -59,66 +62,77 @@ def render_cls_accuracy(data: dict) -> str:
     """The converged classification table, paired differences, missing."""
     args, groups = data['args'], by_key(data['runs'], 'mode')
     order = list(MODE_NAMES)  # baseline, DSN, CDS; other modes after
-    groups = dict(sorted(groups.items(), key=lambda kv: order.index(kv[0])
-                         if kv[0] in order else len(order)))
+    groups = dict(
+        sorted(
+            groups.items(),
+            key=lambda kv: order.index(kv[0])
+            if kv[0] in order else len(order)))
     epochs, commit = args['epochs'], data['git_commit']
     dirty = ' plus uncommitted changes' if commit.endswith('+dirty') else ''
     lines = [
         f"Measured on {data['date']} at commit `{commit[:12]}`{dirty}"
         f" (`{data['benchmark']}`), {args['train_samples']:,} training "
         f"images, {epochs} epochs; mean ± sample std over the seeds listed.",
-        '']
+        ''
+    ]
     header = [
         '| method (`model.mode`) | seeds | test top-1 (%) | test ECE (%) | '
         'top-1 per seed | best val top-1 (%) | best val epoch '
-        f'(of {epochs}) |',
-        '|---|---|---|---|---|---|---|']
+        f'(of {epochs}) |', '|---|---|---|---|---|---|---|'
+    ]
     lines += header if groups else ['No run has finished yet.']
     for mode, runs in groups.items():
-        lines.append(
-            f'| {MODE_NAMES.get(mode, mode)} | {seeds_of(runs)} | '
-            f'{mean_std([r["top1"] for r in runs])} | '
-            f'{mean_std([r["ece"] for r in runs])} | '
-            f'{per_seed(runs, "top1")} | '
-            f'{mean_std([r["best_val_top1"] for r in runs])} | '
-            f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
-    pairs = [(a, b) for a, b in (('cds', 'off'), ('cds', 'dsn'),
-                                 ('dsn', 'off'))
+        lines.append(f'| {MODE_NAMES.get(mode, mode)} | {seeds_of(runs)} | '
+                     f'{mean_std([r["top1"] for r in runs])} | '
+                     f'{mean_std([r["ece"] for r in runs])} | '
+                     f'{per_seed(runs, "top1")} | '
+                     f'{mean_std([r["best_val_top1"] for r in runs])} | '
+                     f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
+    pairs = [(a, b)
+             for a, b in (('cds', 'off'), ('cds', 'dsn'), ('dsn', 'off'))
              if a in groups and b in groups]
     rows = []
     for a, b in pairs:
         other = {r['seed']: r for r in groups[b]}
-        diffs = [dict(seed=r['seed'], d=r['top1'] - other[r['seed']]['top1'])
-                 for r in groups[a] if r['seed'] in other]
+        diffs = [
+            dict(seed=r['seed'], d=r['top1'] - other[r['seed']]['top1'])
+            for r in groups[a] if r['seed'] in other
+        ]
         if diffs:
             rows.append(
                 f'| {MODE_NAMES[a].split()[0]} − {MODE_NAMES[b].split()[0]}'
                 f' | {seeds_of(diffs)} | {per_seed(diffs, "d", sign=True)} |'
                 f' {mean_std([x["d"] for x in diffs])} |')
     if rows:
-        lines += ['', 'Paired differences of test top-1 (same seed, '
-                  'points):', '',
-                  '| difference | seeds | per seed | mean ± std |',
-                  '|---|---|---|---|'] + rows
+        lines += [
+            '', 'Paired differences of test top-1 (same seed, '
+            'points):', '', '| difference | seeds | per seed | mean ± std |',
+            '|---|---|---|---|'
+        ] + rows
     missing = data.get('missing') or []
     if missing:
-        lines += ['', 'Not run yet (the benchmark resumes them): ' + ', '.join(
-            f"{MODE_NAMES.get(m['mode'], m['mode']).split()[0]} seed "
-            f"{m['seed']}" for m in missing) + '.']
+        lines += [
+            '', 'Not run yet (the benchmark resumes them): ' + ', '.join(
+                f"{MODE_NAMES.get(m['mode'], m['mode']).split()[0]} seed "
+                f"{m['seed']}" for m in missing) + '.'
+        ]
     return '\n'.join(lines)
 
 
 def _short_header(data: dict) -> List[str]:
-    return [f"Measured on {data['date']}; numbers from "
-            f"{data['source'].split(' (')[0]} (`{data['benchmark']}`). "
-            f"{data['protocol']}", '']
+    return [
+        f"Measured on {data['date']}; numbers from "
+        f"{data['source'].split(' (')[0]} (`{data['benchmark']}`). "
+        f"{data['protocol']}", ''
+    ]
 
 
 def render_semi_accuracy(data: dict) -> str:
     """The semi-supervised table (top-1 per seed, ECE as printed)."""
     lines = _short_header(data) + [
         '| method | seeds | test top-1 (%) | test ECE (%) | top-1 per seed |',
-        '|---|---|---|---|---|']
+        '|---|---|---|---|---|'
+    ]
     for variant, runs in by_key(data['runs'], 'variant').items():
         lines.append(_summary_row(data, variant, runs, 'top1', 'ece'))
     return '\n'.join(lines)
@@ -127,8 +141,8 @@ def render_semi_accuracy(data: dict) -> str:
 def _summary_row(data, variant, runs, metric, summary_key):
     summ = data['summary'][variant]
     std = summ[f'{summary_key}_std']
-    second = f'{summ[summary_key + "_mean"]:.2f}' + (
-        f' ± {std:.2f}' if std is not None else '')
+    second = f'{summ[summary_key + "_mean"]:.2f}' + (f' ± {std:.2f}' if std
+                                                     is not None else '')
     return (f'| {data["names"][variant]} | {seeds_of(runs)} | '
             f'{mean_std([r[metric] for r in runs])} | {second} | '
             f'{per_seed(runs, metric)} |')
@@ -139,18 +153,23 @@ def render_kd_accuracy(data: dict) -> str:
     groups = by_key(data['runs'], 'variant')
     lines = _short_header(data) + [
         '| method | seeds | test top-1 (%) | test ECE (%) | top-1 per seed |',
-        '|---|---|---|---|---|']
+        '|---|---|---|---|---|'
+    ]
     for variant, runs in groups.items():
         lines.append(_summary_row(data, variant, runs, 'top1', 'ece'))
     if 'kd' in groups and 'cds+kd' in groups:
         kd = {r['seed']: r['top1'] for r in groups['kd']}
-        won = [r['seed'] for r in groups['cds+kd']
-               if r['seed'] in kd and r['top1'] > kd[r['seed']]]
-        lines += ['', f'Distilled CDS beat plain KD on {len(won)} of '
-                  f'{len(groups["cds+kd"])} seeds (seeds '
-                  f'{", ".join(map(str, won)) or "none"}); teacher: '
-                  f'{data["teacher"]["top1"]:.2f} test top-1 (seed '
-                  f'{data["teacher"]["seed"]}).']
+        won = [
+            r['seed'] for r in groups['cds+kd']
+            if r['seed'] in kd and r['top1'] > kd[r['seed']]
+        ]
+        lines += [
+            '', f'Distilled CDS beat plain KD on {len(won)} of '
+            f'{len(groups["cds+kd"])} seeds (seeds '
+            f'{", ".join(map(str, won)) or "none"}); teacher: '
+            f'{data["teacher"]["top1"]:.2f} test top-1 (seed '
+            f'{data["teacher"]["seed"]}).'
+        ]
     return '\n'.join(lines)
 
 
@@ -158,12 +177,12 @@ def render_det_accuracy(data: dict) -> str:
     """The short detection table (bbox mAP per seed, mAP@50 as printed)."""
     lines = _short_header(data) + [
         '| method | seeds | test bbox mAP (%) | test mAP@50 (%) | '
-        'mAP per seed | best val epoch |',
-        '|---|---|---|---|---|---|']
+        'mAP per seed | best val epoch |', '|---|---|---|---|---|---|'
+    ]
     for variant, runs in by_key(data['runs'], 'variant').items():
         row = _summary_row(data, variant, runs, 'bbox_mAP', 'mAP50')
-        lines.append(row + ' ' + ', '.join(
-            map(str, data['best_epoch'][variant])) + ' |')
+        lines.append(row + ' ' +
+                     ', '.join(map(str, data['best_epoch'][variant])) + ' |')
     return '\n'.join(lines)
 
 
@@ -186,6 +205,7 @@ def render_readme(text: str, results_dir: str = RESULTS) -> str:
     Raises:
         ValueError: A block names no known table.
     """
+
     def sub(m):
         name = m.group('name')
         if name not in RENDERERS:
@@ -199,8 +219,10 @@ def render_readme(text: str, results_dir: str = RESULTS) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--check', action='store_true',
-                        help='compare only; exit 1 if README.md differs')
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='compare only; exit 1 if README.md differs')
     parser.add_argument('--readme', default=README)
     parser.add_argument('--results-dir', default=RESULTS)
     args = parser.parse_args(argv)
@@ -210,8 +232,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     names = [m.group('name') for m in BLOCK_RE.finditer(text)]
     if args.check:
         if new != text:
-            print(f'{args.readme} differs from {args.results_dir}: run '
-                  'python benchmarks/make_readme_tables.py', file=sys.stderr)
+            print(
+                f'{args.readme} differs from {args.results_dir}: run '
+                'python benchmarks/make_readme_tables.py',
+                file=sys.stderr)
             return 1
         print(f'{args.readme} matches the JSON ({", ".join(names)})')
         return 0

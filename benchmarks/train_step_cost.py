@@ -1,23 +1,30 @@
-"""Train-step time, inference time and peak memory of CDS vs the plain model; prints one table.
+"""Train-step time, inference time and peak memory of CDS vs the plain model;
+prints one table.
 
-Everything timed runs in one process and the variants of a group take turns every round (the
-order flips each round), so machine noise is shared; each number is the median over
-``--rounds`` steps after ``--warmup`` untimed ones, on fixed random data:
+Everything timed runs in one process and the variants of a group take turns
+every round (the order flips each round), so machine noise is shared; each
+number is the median over ``--rounds`` steps after ``--warmup`` untimed ones,
+on fixed random data:
 
-- classification: the Fashion-MNIST demo config (ResNet-18, CIFAR stem, 1/4 width), batch 128
-  at 32x32, a full ``train_step`` (data preprocessor, ``loss()``, backward, SGD update) for
-  ``model.mode`` = off / dsn / cds, and cds with ``joint_batch=True`` (the authors' 2N batch);
-- detection: Faster R-CNN R50-FPN of ``configs/cds_detection/`` (``init_cfg=None``), batch 2 at
-  ``--det-size``, a few random boxes per image: ``mode='off'``, image-level CDS, image +
-  instance-level CDS, and the naive alternative that runs ``detector.loss`` on both views;
-- inference: the wrapper's ``predict()``, the model exported by ``tools/export_plain.py``
-  (``strict=True``) and the plain upstream model, through ``test_step``.
+- classification: the Fashion-MNIST demo config (ResNet-18, CIFAR stem, 1/4
+  width), batch 128 at 32x32, a full ``train_step`` (data preprocessor,
+  ``loss()``, backward, SGD update) for ``model.mode`` = off / dsn / cds, and
+  cds with ``joint_batch=True`` (the authors' 2N batch);
+- detection: Faster R-CNN R50-FPN of ``configs/cds_detection/``
+  (``init_cfg=None``), batch 2 at ``--det-size``, a few random boxes per image:
+  ``mode='off'``, image-level CDS, image + instance-level CDS, and the naive
+  alternative that runs ``detector.loss`` on both views;
+- inference: the wrapper's ``predict()``, the model exported by
+  ``tools/export_plain.py`` (``strict=True``) and the plain upstream model,
+  through ``test_step``.
 
-Peak memory runs each training variant in its own subprocess: the peak RSS over a few steps
-minus the RSS right before the first step, or ``torch.cuda.max_memory_allocated`` minus the
-memory allocated before it on a GPU. The peak is ``VmHWM`` of ``/proc/self/status``, reset by
-``/proc/self/clear_refs`` before the first step; ``ru_maxrss`` cannot be used: Linux keeps in
-it the high-water mark of the address space that ``exec`` replaced, i.e. this (large) parent's.
+Peak memory runs each training variant in its own subprocess: the peak RSS over
+a few steps minus the RSS right before the first step, or
+``torch.cuda.max_memory_allocated`` minus the memory allocated before it on a
+GPU. The peak is ``VmHWM`` of ``/proc/self/status``, reset by
+``/proc/self/clear_refs`` before the first step; ``ru_maxrss`` cannot be used:
+Linux keeps in it the high-water mark of the address space that ``exec``
+replaced, i.e. this (large) parent's.
 
     python benchmarks/train_step_cost.py --rounds 10 --warmup 2 --det-size 512
 """
@@ -44,16 +51,22 @@ MEMORY_STEPS = 3  # the optimizer state appears in the first step
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 DET_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds_1x_coco.py'
 DET_INS_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds-ins_1x_coco.py'
-# name -> (label, config, cfg changes); the first of each group is the baseline of its ratios
-CLS_TRAIN = {'cls/off': ('baseline (mode=off)', CLS_CONFIG, dict(mode='off')),
-             'cls/dsn': ('DSN (mode=dsn)', CLS_CONFIG, dict(mode='dsn')),
-             'cls/cds': ('CDS (mode=cds)', CLS_CONFIG, dict(mode='cds')),
-             'cls/cds-joint': ('CDS, joint_batch=True', CLS_CONFIG,
-                               dict(mode='cds', joint_batch=True))}
-DET_TRAIN = {'det/off': ('baseline (mode=off)', DET_CONFIG, dict(mode='off')),
-             'det/cds': ('CDS image-level', DET_CONFIG, {}),
-             'det/ins': ('CDS image + instance', DET_INS_CONFIG, {}),
-             'det/naive': ('naive: detector.loss on both views', DET_CONFIG, dict(mode='off'))}
+# name -> (label, config, cfg changes); the first of each group is the baseline
+# of its ratios
+CLS_TRAIN = {
+    'cls/off': ('baseline (mode=off)', CLS_CONFIG, dict(mode='off')),
+    'cls/dsn': ('DSN (mode=dsn)', CLS_CONFIG, dict(mode='dsn')),
+    'cls/cds': ('CDS (mode=cds)', CLS_CONFIG, dict(mode='cds')),
+    'cls/cds-joint':
+    ('CDS, joint_batch=True', CLS_CONFIG, dict(mode='cds', joint_batch=True))
+}
+DET_TRAIN = {
+    'det/off': ('baseline (mode=off)', DET_CONFIG, dict(mode='off')),
+    'det/cds': ('CDS image-level', DET_CONFIG, {}),
+    'det/ins': ('CDS image + instance', DET_INS_CONFIG, {}),
+    'det/naive':
+    ('naive: detector.loss on both views', DET_CONFIG, dict(mode='off'))
+}
 
 
 def load_export_tool():
@@ -88,7 +101,8 @@ def build_step(name, device):
 
 
 def naive_step(model, data, optim_wrapper):
-    """A full second detector forward: the detector's own loss on both views."""
+    """A full second detector forward: the detector's own loss on both views.
+    """
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
         inputs, samples = data['inputs'], data['data_samples']
@@ -108,8 +122,11 @@ def registry(det):
 def cls_batch(n=128, size=32, views=2):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
-    imgs = [torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
-            for _ in range(views)]
+    imgs = [
+        torch.randint(
+            0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+        for _ in range(views)
+    ]
     labels = torch.randint(0, 10, (n, ), generator=g)
     samples = [DataSample().set_gt_label(int(y)) for y in labels]
     return dict(inputs=imgs if views > 1 else imgs[0], data_samples=samples)
@@ -117,14 +134,20 @@ def cls_batch(n=128, size=32, views=2):
 
 def det_batch(size, n=2, branches=True):
     from mmdet.testing import demo_mm_inputs
-    data = demo_mm_inputs(batch_size=n, image_shapes=(3, size, size), num_items=[3] * n,
-                          num_classes=80)
+    data = demo_mm_inputs(
+        batch_size=n,
+        image_shapes=(3, size, size),
+        num_items=[3] * n,
+        num_classes=80)
     if not branches:
         return data
     view2 = copy.deepcopy(data)
-    view2['inputs'] = [255 - img for img in view2['inputs']]  # photometric only: same boxes
-    return dict(inputs=dict(main=data['inputs'], cds=view2['inputs']),
-                data_samples=dict(main=data['data_samples'], cds=view2['data_samples']))
+    # photometric only: same boxes
+    view2['inputs'] = [255 - img for img in view2['inputs']]
+    return dict(
+        inputs=dict(main=data['inputs'], cds=view2['inputs']),
+        data_samples=dict(
+            main=data['data_samples'], cds=view2['data_samples']))
 
 
 def sync(device):
@@ -133,7 +156,8 @@ def sync(device):
 
 
 def round_robin(runs, data, rounds, warmup, device):
-    """Median seconds per call of each ``runs[name](data_copy)``, taking turns each round."""
+    """Median seconds per call of each ``runs[name](data_copy)``, taking turns
+    each round."""
     names = list(runs)
     for _ in range(warmup):
         for name in names:
@@ -156,7 +180,8 @@ def time_training(names, data, args):
 
 
 def time_inference(det, data, args):
-    """Median test_step time of the wrapper, its export and the plain upstream model."""
+    """Median test_step time of the wrapper, its export and the plain upstream
+    model."""
     from mmengine.registry import DefaultScope
     export_tool = load_export_tool()
     build = registry(det).build
@@ -172,9 +197,11 @@ def time_inference(det, data, args):
     with torch.no_grad(), DefaultScope.overwrite_default_scope(scope):
         outs = [m.test_step(copy.deepcopy(data)) for m in (wrapper, exported)]
         key = 'pred_instances' if det else 'pred_score'
-        same = all(_same(getattr(a, key), getattr(b, key)) for a, b in zip(*outs))
-        times = round_robin({k: m.test_step for k, m in models.items()}, data,
-                            args.rounds, args.warmup, args.device)
+        same = all(
+            _same(getattr(a, key), getattr(b, key)) for a, b in zip(*outs))
+        times = round_robin({k: m.test_step
+                             for k, m in models.items()}, data, args.rounds,
+                            args.warmup, args.device)
     return times, same
 
 
@@ -185,26 +212,35 @@ def _same(a, b):
 
 
 def peak_memory(name, args):
-    """Peak training memory (MiB) of one variant over ``MEMORY_STEPS`` steps, in a subprocess."""
-    cmd = [sys.executable, osp.abspath(__file__), '--memory-of', name, '--device', args.device,
-           '--det-size', str(args.det_size)]
+    """Peak training memory (MiB) of one variant over ``MEMORY_STEPS`` steps,
+    in a subprocess."""
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__), '--memory-of', name, '--device', args.device,
+        '--det-size',
+        str(args.det_size)
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode:
-        raise SystemExit(f'memory run of {name} failed:\n{proc.stderr[-3000:]}')
+        raise SystemExit(
+            f'memory run of {name} failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])['peak_mib']
 
 
 def _status_kib(field):
     """``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark) in KiB."""
     with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(f'{field}:'))
+        return next(
+            int(line.split()[1]) for line in f if line.startswith(f'{field}:'))
 
 
 def measure_memory(name, args):
-    """Child side of :func:`peak_memory`: print the peak over a few steps as JSON."""
+    """Child side of :func:`peak_memory`: print the peak over a few steps as
+    JSON."""
     from mmengine.registry import DefaultScope
     det = name.startswith('det/')
-    with DefaultScope.overwrite_default_scope('mmdet' if det else 'mmpretrain'):
+    with DefaultScope.overwrite_default_scope(
+            'mmdet' if det else 'mmpretrain'):
         step = build_step(name, args.device)
         data = det_batch(args.det_size) if det else cls_batch()
         batches = [copy.deepcopy(data) for _ in range(MEMORY_STEPS)]
@@ -213,7 +249,9 @@ def measure_memory(name, args):
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         else:
-            try:  # reset the RSS high-water mark, so building the model does not count
+            # reset the RSS high-water mark, so building the model does not
+            # count
+            try:
                 with open('/proc/self/clear_refs', 'w') as f:
                     f.write('5')
             except OSError:
@@ -230,12 +268,17 @@ def measure_memory(name, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--rounds', type=int, default=10, help='timed steps per variant')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed steps per variant')
-    parser.add_argument('--det-size', type=int, default=512, help='detection image side')
-    parser.add_argument('--skip-det', action='store_true', help='classification only')
+    parser.add_argument(
+        '--rounds', type=int, default=10, help='timed steps per variant')
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='untimed steps per variant')
+    parser.add_argument(
+        '--det-size', type=int, default=512, help='detection image side')
+    parser.add_argument(
+        '--skip-det', action='store_true', help='classification only')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--memory-of', help=argparse.SUPPRESS)  # internal: child process
+    # internal: child process
+    parser.add_argument('--memory-of', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda given but torch sees no GPU')
@@ -249,41 +292,54 @@ def main():
         groups.append(('det', DET_TRAIN, det_batch(args.det_size)))
     rows = []
     for kind, variants, data in groups:
-        with DefaultScope.overwrite_default_scope('mmdet' if kind == 'det' else 'mmpretrain'):
+        with DefaultScope.overwrite_default_scope('mmdet' if kind ==
+                                                  'det' else 'mmpretrain'):
             times = time_training(list(variants), data, args)
         mems = {name: peak_memory(name, args) for name in variants}
         base = next(iter(variants))
         for name, (label, _, _) in variants.items():
-            rows.append((kind, 'train step', label, times[name], times[name] / times[base],
-                         mems[name], mems[name] / mems[base]))
+            rows.append((kind, 'train step', label, times[name],
+                         times[name] / times[base], mems[name],
+                         mems[name] / mems[base]))
     checks = []
     for kind in [g[0] for g in groups]:
         det = kind == 'det'
-        data = det_batch(args.det_size, branches=False) if det else cls_batch(views=1)
+        data = det_batch(
+            args.det_size, branches=False) if det else cls_batch(views=1)
         times, same = time_inference(det, data, args)
-        checks.append(f'{kind}: export and wrapper predict() give identical outputs: {same}')
+        checks.append(
+            f'{kind}: export and wrapper predict() give identical outputs: '
+            f'{same}')
         for name, label in (('upstream', 'plain upstream model'),
                             ('export', 'export_plain.py model (strict load)'),
                             ('wrapper', 'CDS wrapper predict()')):
             rows.append((kind, 'inference', label, times[name],
                          times[name] / times['upstream'], None, None))
 
-    dev = torch.cuda.get_device_name() if args.device.startswith('cuda') else platform.processor()
+    dev = torch.cuda.get_device_name() if args.device.startswith(
+        'cuda') else platform.processor()
     print(f'\nMachine: {os.cpu_count()} CPUs, torch {torch.__version__} '
-          f'({torch.get_num_threads()} threads), device {args.device} ({dev or "cpu"}); '
+          f'({torch.get_num_threads()} threads), device {args.device} '
+          f'({dev or "cpu"}); '
           f'{args.rounds} rounds after {args.warmup} warm-up, median; '
           f'total {time.time() - start:.0f} s')
-    det_line = '' if args.skip_det else (f' det: Faster R-CNN R50-FPN, batch 2 at {args.det_size}'
-                                         f'x{args.det_size}, 3 boxes per image.')
+    det_line = '' if args.skip_det else (
+        f' det: Faster R-CNN R50-FPN, batch 2 at {args.det_size}'
+        f'x{args.det_size}, 3 boxes per image.')
     print(f'cls: ResNet-18 w16 (demo config), batch 128 at 32x32.{det_line}')
-    mem_kind = 'CUDA max allocated' if args.device.startswith('cuda') else 'peak RSS'
-    print(f'| model | step | variant | median (ms) | time ratio | {mem_kind} (MiB) | mem ratio |')
+    mem_kind = 'CUDA max allocated' if args.device.startswith(
+        'cuda') else 'peak RSS'
+    print(f'| model | step | variant | median (ms) | time ratio | {mem_kind} '
+          '(MiB) | mem ratio |')
     print('|---|---|---|---|---|---|---|')
     for kind, step, label, sec, ratio, mem, mem_ratio in rows:
-        mem_cells = ('-', '-') if mem is None else (f'{mem:.0f}', f'{mem_ratio:.2f}')
-        print(f'| {kind} | {step} | {label} | {1000 * sec:.1f} | {ratio:.2f} | '
-              f'{mem_cells[0]} | {mem_cells[1]} |')
-    print('Time ratios: vs the baseline (train) or the plain upstream model (inference).')
+        mem_cells = ('-', '-') if mem is None else (f'{mem:.0f}',
+                                                    f'{mem_ratio:.2f}')
+        print(
+            f'| {kind} | {step} | {label} | {1000 * sec:.1f} | {ratio:.2f} | '
+            f'{mem_cells[0]} | {mem_cells[1]} |')
+    print('Time ratios: vs the baseline (train) or the plain upstream model '
+          '(inference).')
     for line in checks:
         print(line)
 

@@ -1,5 +1,6 @@
-"""Makes ``tests/cds_test_utils.py`` importable from every test module (and from processes that
-re-import test modules by name), with pytest's assertion rewriting on its asserts.
+"""Makes ``tests/cds_test_utils.py`` importable from every test module (and
+from processes that re-import test modules by name), with pytest's assertion
+rewriting on its asserts.
 
 The suite runs with cds_mm's opt-in stack fixes applied, as our tools do
 (``import cds_mm`` alone patches nothing: ``tests/test_import_side_effects.py``

@@ -53,7 +53,9 @@ print(json.dumps(dict(changed=changed, compared=len(before))))
 
 def _changed_by(*imports):
     proc = subprocess.run([sys.executable, '-c', _SNAPSHOT, *imports],
-                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -170,7 +172,9 @@ print('KEYS', sorted(k for k in losses if k.startswith('loss_cds')))
                                         ('mmpretrain', 'loss_cds_s0')])
 def test_one_library_is_enough(hidden, key):
     proc = subprocess.run([sys.executable, '-c', _ONLY, hidden],
-                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert key in proc.stdout, proc.stdout

@@ -21,7 +21,8 @@ are the three files written, each atomically (a temporary file renamed over
 the target). A checkpoint that fails the check leaves no file behind.
 
 Example:
-    python tools/export_plain.py configs/demo/resnet18-w16_cds_fashionmnist.py \\
+    python tools/export_plain.py configs/demo/resnet18-w16_cds_fashionmnist.py
+    \\
         work_dirs/demo/epoch_1.pth --out-dir work_dirs/demo/export
 """
 import argparse
@@ -44,8 +45,9 @@ HEADS = ('cds_head.', 'instance_head.')
 TRAINING_ONLY = HEADS + ('teacher.', 'kd_adapters.')
 
 
-def split_state_dict(state_dict: Dict[str, torch.Tensor]
-                     ) -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
+def split_state_dict(
+    state_dict: Dict[str, torch.Tensor]
+) -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
     """The inner model's weights, without the wrapper prefix or CDS heads.
 
     Returns:
@@ -61,12 +63,13 @@ def split_state_dict(state_dict: Dict[str, torch.Tensor]
             'checkpoint holds no CDS-wrapped model: expected keys under '
             f'exactly one of {WRAPPED}, found {sorted(prefixes) or "none"}')
     prefix = prefixes.pop()
-    plain = OrderedDict(
-        (k[len(prefix):], v) for k, v in state_dict.items()
-        if k.startswith(prefix))
-    unknown = [k for k in state_dict
-               if not k.startswith(prefix) and not k.startswith(TRAINING_ONLY)
-               and not k.startswith('data_preprocessor.')]
+    plain = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
+                        if k.startswith(prefix))
+    unknown = [
+        k for k in state_dict
+        if not k.startswith(prefix) and not k.startswith(TRAINING_ONLY)
+        and not k.startswith('data_preprocessor.')
+    ]
     if unknown:
         raise ValueError(f'unexpected keys outside {prefix!r} and the CDS '
                          f'heads: {unknown[:5]}')
@@ -101,16 +104,16 @@ def export(config: Union[str, dict], checkpoint: str,
         (k, v) for k, v in state_dict.items() if k.startswith(HEADS))
     meta = dict(ckpt.get('meta', {}), cds_mm_export=osp.basename(checkpoint))
     paths = {}
-    for name, weights in (('plain', plain), ('backbone', backbone),
-                          ('heads', heads)):
+    for name, weights in (('plain', plain), ('backbone', backbone), ('heads',
+                                                                     heads)):
         paths[name] = osp.join(out_dir, f'{name}.pth')
         with atomic_write(paths[name], 'wb') as f:
             torch.save(dict(state_dict=weights, meta=meta), f)
     return paths
 
 
-def check_strict(config: Union[str, dict],
-                 plain: Dict[str, torch.Tensor]) -> None:
+def check_strict(config: Union[str, dict], plain: Dict[str,
+                                                       torch.Tensor]) -> None:
     """Build the plain inner model of ``config`` (a CDS config file or its
     ``model`` dict) and load ``plain`` into it with ``strict=True`` (raises
     ``RuntimeError`` naming the keys)."""
@@ -121,17 +124,21 @@ def check_strict(config: Union[str, dict],
         dict(model=config))
     key = next((k for k in SCOPES if k in cfg.model), None)
     if key is None:
-        raise ValueError(f'{config}: model has neither classifier= nor detector=')
+        raise ValueError(
+            f'{config}: model has neither classifier= nor detector=')
     # the config's own scope, whatever an earlier build in this process left
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', SCOPES[key])):
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', SCOPES[key])):
         model = MODELS.build(cfg.model[key])
     model.load_state_dict(plain, strict=True)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='the CDS config the checkpoint came from')
-    parser.add_argument('checkpoint', help='checkpoint saved by tools/train.py')
+    parser.add_argument(
+        'config', help='the CDS config the checkpoint came from')
+    parser.add_argument(
+        'checkpoint', help='checkpoint saved by tools/train.py')
     parser.add_argument('--out-dir', required=True, help='where to write')
     return parser.parse_args()
 
@@ -141,7 +148,8 @@ def main():
     paths = export(args.config, args.checkpoint, args.out_dir)
     print(f'plain model (strict load checked): {paths["plain"]}')
     print(f'backbone only (prefix "backbone."): {paths["backbone"]}')
-    print(f'CDS heads only (a distilled-CDS teacher needs them): {paths["heads"]}')
+    print('CDS heads only (a distilled-CDS teacher needs them): '
+          f'{paths["heads"]}')
 
 
 if __name__ == '__main__':

@@ -1,15 +1,19 @@
-"""Test (and evaluate) an mmdet detector or an mmpretrain classifier checkpoint.
+"""Test (and evaluate) an mmdet detector or an mmpretrain classifier
+checkpoint.
 
-Same CLI as mmdet's ``tools/test.py``; the config's ``default_scope`` ('mmdet' or 'mmpretrain')
-picks the dump metric, the visualization hook and the default TTA::
+Same CLI as mmdet's ``tools/test.py``; the config's ``default_scope`` ('mmdet'
+or 'mmpretrain') picks the dump metric, the visualization hook and the default
+TTA::
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show]
-                         [--show-dir DIR] [--wait-time S] [--tta] [--cfg-options k=v ...]
-                         [--launcher pytorch]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+    [--show]
+                         [--show-dir DIR] [--wait-time S] [--tta]
+                         [--cfg-options k=v ...] [--launcher pytorch]
 
-Inference runs whatever ``model`` the config builds; a CDS wrapper's ``predict`` is the plain
-model's. ``cds_mm`` and its opt-in stack fixes (``cds_mm.compat``: safe ``torch.load`` of
-mmengine checkpoints) are imported first.
+Inference runs whatever ``model`` the config builds; a CDS wrapper's
+``predict`` is the plain model's. ``cds_mm`` and its opt-in stack fixes
+(``cds_mm.compat``: safe ``torch.load`` of mmengine checkpoints) are imported
+first.
 """
 import argparse
 import importlib.util
@@ -19,32 +23,43 @@ import warnings
 from copy import deepcopy
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if importlib.util.find_spec('cds_mm') is None:  # run from a clone, not installed
+# run from a clone, not installed
+if importlib.util.find_spec('cds_mm') is None:
     sys.path.insert(0, REPO_ROOT)
-from cds_mm.utils.tool_args import (add_common_args, apply_common_args,  # noqa: E402
-                                    build_runner, check_common_args, check_data_or_exit,
-                                    load_config)
+from cds_mm.utils.tool_args import (add_common_args, apply_common_args,
+                                    build_runner, check_common_args,
+                                    check_data_or_exit, load_config)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test (and eval) a model (cds_mm)')
+    parser = argparse.ArgumentParser(
+        description='Test (and eval) a model (cds_mm)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
-        '--work-dir', help='the directory to save the file containing evaluation metrics')
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
     parser.add_argument(
-        '--out', type=str, help='dump predictions to a pickle file for offline evaluation')
-    parser.add_argument('--show', action='store_true', help='show prediction results')
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument(
-        '--show-dir', help='directory where painted images will be saved (mmdet: inside '
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (mmdet: inside '
         'work_dir/timestamp; mmpretrain: the path as given)')
     parser.add_argument(
-        '--interval', type=int, default=1,
-        help='mmpretrain only: visualize every N-th sample (mmdet keeps its hook\'s interval)')
+        '--interval',
+        type=int,
+        default=1,
+        help='mmpretrain only: visualize every N-th sample (mmdet keeps its '
+        'hook\'s interval)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     add_common_args(parser)
-    parser.add_argument('--tta', action='store_true', help='enable test-time augmentation')
+    parser.add_argument(
+        '--tta', action='store_true', help='enable test-time augmentation')
     args = parser.parse_args(argv)
     check_common_args(parser, args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
@@ -55,12 +70,14 @@ def parse_args(argv=None):
 
 
 def enable_visualization(cfg, args, scope):
-    """Turn the config's visualization hook on (mmdet: draw; mmpretrain: enable)."""
+    """Turn the config's visualization hook on (mmdet: draw; mmpretrain:
+    enable)."""
     hooks = cfg.get('default_hooks', {})
     if 'visualization' not in hooks:
-        raise RuntimeError('VisualizationHook must be included in default_hooks; e.g. '
-                           'visualization=dict(type="DetVisualizationHook") for mmdet or '
-                           'dict(type="VisualizationHook") for mmpretrain')
+        raise RuntimeError(
+            'VisualizationHook must be included in default_hooks; e.g. '
+            'visualization=dict(type="DetVisualizationHook") for mmdet or '
+            'dict(type="VisualizationHook") for mmpretrain')
     hook = hooks['visualization']
     if scope == 'mmdet':
         hook['draw'] = True
@@ -72,8 +89,9 @@ def enable_visualization(cfg, args, scope):
         if args.show_dir:
             hook['out_dir'] = args.show_dir
     else:
-        raise ValueError(f'--show/--show-dir need default_scope mmdet or mmpretrain, '
-                         f'got {scope!r}')
+        raise ValueError(
+            f'--show/--show-dir need default_scope mmdet or mmpretrain, '
+            f'got {scope!r}')
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
@@ -81,37 +99,52 @@ def enable_visualization(cfg, args, scope):
 
 
 def enable_tta(cfg, scope):
-    """Wrap ``cfg.model`` in the config's ``tta_model`` (or a flip TTA default for the scope)."""
+    """Wrap ``cfg.model`` in the config's ``tta_model`` (or a flip TTA default
+    for the scope)."""
     from mmengine.config import ConfigDict
     test_data = cfg.test_dataloader.dataset
     while 'dataset' in test_data:
         test_data = test_data['dataset']
     if 'tta_model' not in cfg:
-        warnings.warn('Cannot find ``tta_model`` in config, we will set it as default.')
-        cfg.tta_model = (dict(type='DetTTAModel', tta_cfg=dict(
-            nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-            if scope == 'mmdet' else dict(type='mmpretrain.AverageClsScoreTTA'))
+        warnings.warn(
+            'Cannot find ``tta_model`` in config, we will set it as default.')
+        cfg.tta_model = (
+            dict(
+                type='DetTTAModel',
+                tta_cfg=dict(
+                    nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+            if scope == 'mmdet' else dict(
+                type='mmpretrain.AverageClsScoreTTA'))
     if 'tta_pipeline' not in cfg:
-        warnings.warn('Cannot find ``tta_pipeline`` in config, we will set it as default.')
+        warnings.warn(
+            'Cannot find ``tta_pipeline`` in config, we will set it as '
+            'default.')
         pack = test_data.pipeline[-1]
         if scope == 'mmdet':
-            pack = dict(type='PackDetInputs', meta_keys=(
-                'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                'flip_direction'))
+            pack = dict(
+                type='PackDetInputs',
+                meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                           'scale_factor', 'flip', 'flip_direction'))
         cfg.tta_pipeline = deepcopy(test_data.pipeline)
-        cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
-            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)], [pack]])
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[
+                dict(type='RandomFlip', prob=1.),
+                dict(type='RandomFlip', prob=0.)
+            ], [pack]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     test_data.pipeline = cfg.tta_pipeline
     return cfg
 
 
 def dump_metric(out, scope):
-    """The metric that pickles predictions: mmdet's ``DumpDetResults`` or mmengine's."""
+    """The metric that pickles predictions: mmdet's ``DumpDetResults`` or
+    mmengine's."""
     if scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         return DumpDetResults(out_file_path=out)
-    from mmengine.evaluator import DumpResults  # what mmpretrain's tools/test.py uses
+    from mmengine.evaluator import \
+        DumpResults  # what mmpretrain's tools/test.py uses
     return DumpResults(out_file_path=out)
 
 

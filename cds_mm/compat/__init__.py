@@ -36,7 +36,8 @@ from .mmcv_ops import fix_mmcv_adjust_hue_for_numpy2, run_mmcv_cpu_ops_in_fp32
 
 SHIMS = (allow_mmengine_checkpoint_globals, enable_cpu_amp_optim_wrapper,
          fix_mmcv_adjust_hue_for_numpy2, run_mmcv_cpu_ops_in_fp32,
-         atomic_checkpoint_save, run_distributed_on_cpu, explain_empty_datasets)
+         atomic_checkpoint_save, run_distributed_on_cpu,
+         explain_empty_datasets)
 
 
 def apply_all() -> None:

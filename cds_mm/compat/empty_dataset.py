@@ -7,10 +7,12 @@ def explain_empty_datasets() -> None:
 
     mmengine 0.10.7's ``BaseDataset`` with an empty annotation list fails in
     ``_serialize_data`` with "need at least one array to concatenate" (or, with
-    ``serialize_data=False``, a ZeroDivisionError in ``DefaultSampler``); neither
-    names the data set.
+    ``serialize_data=False``, a ZeroDivisionError in ``DefaultSampler``);
+    neither names the data set.
     """
-    if not version_in('mmengine', max_version='0.10.7') or not once('explain_empty_datasets'):
+    if not version_in(
+            'mmengine',
+            max_version='0.10.7') or not once('explain_empty_datasets'):
         return
     from mmengine.dataset import BaseDataset
     serialize, full_init = BaseDataset._serialize_data, BaseDataset.full_init
@@ -19,7 +21,8 @@ def explain_empty_datasets() -> None:
         if not dataset.data_list:
             raise ValueError(
                 f'{type(dataset).__name__} is empty: 0 samples from '
-                f'ann_file={dataset.ann_file!r} (data_root={dataset.data_root!r}); '
+                f'ann_file={dataset.ann_file!r} '
+                f'(data_root={dataset.data_root!r}); '
                 'check the annotation file, data_prefix and filter_cfg')
 
     def checked_serialize(self):

@@ -18,8 +18,8 @@ REQUIRED = {
     'CIFAR10': ['cifar-10-batches-py'],
     'CIFAR100': ['cifar-100-python'],
     'FashionMNISTIDX': [(name + '.gz', name) for name in _FMNIST],
-    'CUB': ['images', 'images.txt', 'image_class_labels.txt',
-            'train_test_split.txt'],
+    'CUB':
+    ['images', 'images.txt', 'image_class_labels.txt', 'train_test_split.txt'],
     'Flowers102': ['jpg', 'imagelabels.mat', 'setid.mat'],
     'FGVCAircraft': ['data/images'],
     'StanfordCars': [('cars_annos.mat', 'devkit')],
@@ -29,30 +29,42 @@ _CIFAR = ('download {} from https://www.cs.toronto.edu/~kriz/cifar.html '
 # Where to get the data: by the folder's name for the sets this project
 # makes or documents, else by dataset type.
 HOW_TO_GET = {
-    'shapes': 'make it with `python tools/dataset_converters/'
-              'make_shapes_coco.py DIR`',
-    'fashion_mosaic': 'make it with `python tools/dataset_converters/'
-                      'make_fashion_mosaic.py FASHION_MNIST_DIR DIR`',
-    'StanfordDogs': 'get images.tar and lists.tar from '
-                    'http://vision.stanford.edu/aditya86/ImageNetDogs/ and '
-                    'make train.txt / test.txt as the config header shows',
-    'CIFAR10': _CIFAR.format('cifar-10-python.tar.gz'),
-    'CIFAR100': _CIFAR.format('cifar-100-python.tar.gz'),
-    'FashionMNISTIDX': '`apt-get install dataset-fashion-mnist` puts the '
-                       'IDX files in /usr/share/datasets/fashion-mnist',
-    'ImageNet': 'get ILSVRC2012 from https://image-net.org (train/ and '
-                'val/ class folders or meta/*.txt, see mmpretrain\'s '
-                'dataset guide)',
-    'CocoDataset': 'get COCO 2017 (train2017/, val2017/, annotations/) '
-                   'from https://cocodataset.org/#download',
-    'CUB': 'get CUB_200_2011.tgz from '
-           'https://www.vision.caltech.edu/datasets/cub_200_2011/',
-    'Flowers102': 'get 102flowers.tgz, imagelabels.mat and setid.mat from '
-                  'https://www.robots.ox.ac.uk/~vgg/data/flowers/102/',
-    'FGVCAircraft': 'get fgvc-aircraft-2013b.tar.gz from '
-                    'https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/',
-    'StanfordCars': 'get Stanford Cars (car_ims/ + cars_annos.mat, or '
-                    'cars_train/ + cars_test/ + devkit/)',
+    'shapes':
+    'make it with `python tools/dataset_converters/'
+    'make_shapes_coco.py DIR`',
+    'fashion_mosaic':
+    'make it with `python tools/dataset_converters/'
+    'make_fashion_mosaic.py FASHION_MNIST_DIR DIR`',
+    'StanfordDogs':
+    'get images.tar and lists.tar from '
+    'http://vision.stanford.edu/aditya86/ImageNetDogs/ and '
+    'make train.txt / test.txt as the config header shows',
+    'CIFAR10':
+    _CIFAR.format('cifar-10-python.tar.gz'),
+    'CIFAR100':
+    _CIFAR.format('cifar-100-python.tar.gz'),
+    'FashionMNISTIDX':
+    '`apt-get install dataset-fashion-mnist` puts the '
+    'IDX files in /usr/share/datasets/fashion-mnist',
+    'ImageNet':
+    'get ILSVRC2012 from https://image-net.org (train/ and '
+    'val/ class folders or meta/*.txt, see mmpretrain\'s '
+    'dataset guide)',
+    'CocoDataset':
+    'get COCO 2017 (train2017/, val2017/, annotations/) '
+    'from https://cocodataset.org/#download',
+    'CUB':
+    'get CUB_200_2011.tgz from '
+    'https://www.vision.caltech.edu/datasets/cub_200_2011/',
+    'Flowers102':
+    'get 102flowers.tgz, imagelabels.mat and setid.mat from '
+    'https://www.robots.ox.ac.uk/~vgg/data/flowers/102/',
+    'FGVCAircraft':
+    'get fgvc-aircraft-2013b.tar.gz from '
+    'https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/',
+    'StanfordCars':
+    'get Stanford Cars (car_ims/ + cars_annos.mat, or '
+    'cars_train/ + cars_test/ + devkit/)',
 }
 _ELSE = 'see the README section "Data" for where each data set comes from'
 
@@ -81,8 +93,8 @@ def _needed(node: dict) -> Iterator[Tuple[str, Tuple[str, ...]]]:
     yield 'data_root', (root or '.', )
     name = _type_name(node)
     required = list(REQUIRED.get(name, []))
-    if name == 'ImageNet' and node.get('split') and not node.get(
-            'data_prefix'):
+    if name == 'ImageNet' and node.get(
+            'split') and not node.get('data_prefix'):
         required.append(str(node['split']))
     for item in required:
         alts = item if isinstance(item, tuple) else (item, )
@@ -91,8 +103,7 @@ def _needed(node: dict) -> Iterator[Tuple[str, Tuple[str, ...]]]:
     if isinstance(ann_file, str) and ann_file:
         yield 'ann_file', (osp.join(root, ann_file), )
     prefix = node.get('data_prefix')
-    prefixes = prefix.items() if isinstance(prefix, dict) else [
-        ('', prefix)]
+    prefixes = prefix.items() if isinstance(prefix, dict) else [('', prefix)]
     for sub, value in prefixes:
         if isinstance(value, str) and value and '://' not in value:
             key = f'data_prefix.{sub}' if sub else 'data_prefix'
@@ -133,16 +144,15 @@ def check_data(cfg, loaders: Sequence[str] = LOADERS) -> None:
     evaluators = [n.replace('dataloader', 'evaluator') for n in loaders]
     for key, metric in evaluator_metrics(cfg):
         path = metric.get('ann_file')
-        if (key.split('.')[0] in evaluators and isinstance(path, str)
-                and path and '://' not in path and not osp.isfile(path)):
+        if (key.split('.')[0] in evaluators and isinstance(path, str) and path
+                and '://' not in path and not osp.isfile(path)):
             raise MissingDataError(
                 f'{key}.ann_file: {path!r} not found; it is the annotation '
                 'file of the evaluated set, usually under its data_root '
                 '(--cfg-options data_root=DIR moves it along)')
 
 
-def _split_files(cfg, loaders: Sequence[str]
-                 ) -> Iterator[Tuple[str, dict]]:
+def _split_files(cfg, loaders: Sequence[str]) -> Iterator[Tuple[str, dict]]:
     """``(key, wrapper cfg)`` for each dataset wrapper with a split file."""
     for name in loaders:
         loader = cfg.get(name)

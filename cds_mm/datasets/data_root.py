@@ -18,7 +18,8 @@ EVALUATORS = ('val_evaluator', 'test_evaluator')
 ENV_VAR = 'CDS_DATA_ROOT'
 
 
-def iter_datasets(cfg, loaders: Sequence[str] = LOADERS
+def iter_datasets(cfg,
+                  loaders: Sequence[str] = LOADERS
                   ) -> Iterator[Tuple[str, dict]]:
     """Yield ``(key, dataset cfg)`` for each innermost dataset.
 

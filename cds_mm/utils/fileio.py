@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half."""
+"""Atomic file writes: a reader sees the old file or the new one, never half.
+"""
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -23,7 +24,8 @@ def atomic_write(path: str, mode: str = 'w') -> Iterator[IO]:
         ...     json.dump(results, f)
     """
     if mode not in ('w', 'wb'):
-        raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
+        raise ValueError(
+            f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
     path = osp.realpath(path)
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'

@@ -1,4 +1,5 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: flags and config set-up."""
+"""What ``tools/train.py`` and ``tools/test.py`` share: flags and config
+set-up."""
 import argparse
 import os
 import os.path as osp
@@ -41,8 +42,9 @@ def load_config(config: str):
     nothing); an mmdet config also gets mmdet's dynamo cache limit, as in
     mmdet's own tools.
     """
-    import cds_mm.compat  # noqa: F401  (applies the version-checked shims)
     from mmengine.config import Config
+
+    import cds_mm.compat  # noqa: F401  (applies the version-checked shims)
     cfg = Config.fromfile(config)
     if cfg.get('default_scope', None) == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo

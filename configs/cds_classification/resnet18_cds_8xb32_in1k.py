@@ -14,8 +14,10 @@ custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
 # not the dict inherited from mmpretrain::, which carries a _scope_ key:
 # mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
 # keyword arguments
-visualizer = dict(_delete_=True, type='UniversalVisualizer',
-                  vis_backends=[dict(type='LocalVisBackend')])
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])
 
 classifier = _base_.model
 classifier.data_preprocessor = _base_.data_preprocessor

@@ -9,5 +9,6 @@ model = dict(
         in_channels=[256, 256],
         roi_size=7,
         loss_weight=0.1,
-        projector=dict(type='MLPProjector', hid_channels=256, out_channels=128),
+        projector=dict(
+            type='MLPProjector', hid_channels=256, out_channels=128),
         loss=dict(type='SupConLoss', temperature=0.07)))

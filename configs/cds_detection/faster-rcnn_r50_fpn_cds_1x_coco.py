@@ -13,8 +13,10 @@ model = dict(
     detector=_base_.model,
     cds_head=dict(
         _base_.fpn_cds_head,
-        taps=['neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
-              'neck.fpn_convs.3'],
+        taps=[
+            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
+            'neck.fpn_convs.3'
+        ],
         in_channels=[256, 256, 256, 256]))
 # the base dataloader holds its own copy of the pipeline
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
@@ -23,6 +25,6 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=_base_.cds_train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    ann_file=data_root + '/annotations/instances_val2017.json')
+val_evaluator = dict(ann_file=data_root +
+                     '/annotations/instances_val2017.json')
 test_evaluator = val_evaluator

@@ -20,6 +20,6 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=_base_.cds_train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    ann_file=data_root + '/annotations/instances_val2017.json')
+val_evaluator = dict(ann_file=data_root +
+                     '/annotations/instances_val2017.json')
 test_evaluator = val_evaluator

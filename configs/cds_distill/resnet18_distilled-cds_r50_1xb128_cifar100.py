@@ -1,14 +1,15 @@
 # Distilled CDS on CIFAR-100 (paper §5): a ResNet-18 CDS student learns from a
 # ResNet-50 CDS teacher's logits (KD, T=3 as in the authors' CIFAR code, here
-# with the T^2 factor they leave out) and from its four CDS heads
-# (head-to-head matching, 512 -> 2048 linear adapters, weight 0.1 each; the
-# squared distance averaged over samples, where the authors take one
-# un-squared norm over the whole batch: paper_spec §9.11). The teacher stays
-# frozen in eval mode. model.mode='off' gives plain KD. Teacher first:
-#   python tools/train.py configs/cds_classification/resnet50_cds_1xb128_cifar100.py
-#   python tools/export_plain.py configs/cds_classification/resnet50_cds_1xb128_cifar100.py \
-#       work_dirs/resnet50_cds_1xb128_cifar100/epoch_300.pth \
-#       --out-dir work_dirs/resnet50_cds_1xb128_cifar100/export
+# with the T^2 factor they leave out) and from its four CDS heads (head-to-head
+# matching, 512 -> 2048 linear adapters, weight 0.1 each; the squared distance
+# averaged over samples, where the authors take one un-squared norm over the
+# whole batch: paper_spec §9.11). The teacher stays frozen in eval mode.
+# model.mode='off' gives plain KD. Teacher first:   python tools/train.py
+# configs/cds_classification/resnet50_cds_1xb128_cifar100.py   python
+# tools/export_plain.py
+# configs/cds_classification/resnet50_cds_1xb128_cifar100.py \
+# work_dirs/resnet50_cds_1xb128_cifar100/epoch_300.pth \       --out-dir
+# work_dirs/resnet50_cds_1xb128_cifar100/export
 _base_ = '../cds_classification/resnet18_cds_1xb128_cifar100.py'
 
 teacher_dir = 'work_dirs/resnet50_cds_1xb128_cifar100/export'

@@ -1,5 +1,6 @@
-# ResNet-50 fine-tuned on CUB-200-2011 (200 classes) with CDS, from mmpretrain's
-# ImageNet-1k ResNet-50 (resnet50_8xb32_in1k), with mmpretrain's fine-grained
+# ResNet-50 fine-tuned on CUB-200-2011 (200 classes) with CDS, from
+# mmpretrain's ImageNet-1k ResNet-50 (resnet50_8xb32_in1k), with mmpretrain's
+# fine-grained
 # recipe (resnet50_8xb8_cub): 448 px crops, 64 images per step (8 GPUs x 8),
 # SGD 0.01 nesterov, wd 5e-4, 5 warm-up epochs then cosine, 100 epochs.
 # Paper Table 6 (ResNet-50 fine-tuned) top-1: 78.50 (Base) -> 82.10 (CDS).
@@ -20,8 +21,10 @@ custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
 # not the dict inherited from mmpretrain::, which carries a _scope_ key:
 # mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
 # keyword arguments
-visualizer = dict(_delete_=True, type='UniversalVisualizer',
-                  vis_backends=[dict(type='LocalVisBackend')])
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])
 
 # loaded only when training starts (init_weights), never when building
 pretrained = 'https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth'  # noqa

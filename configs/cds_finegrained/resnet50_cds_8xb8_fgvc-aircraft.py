@@ -5,15 +5,17 @@
 # Data (mmpretrain's FGVCAircraft): data/fgvc-aircraft-2013b/data/{images/,
 # images_variant_{trainval,test}.txt, variants.txt}; trains on 'trainval',
 # tests on 'test'.
-# Baseline: model.mode='off' (the paper's Base), e.g. --cfg-options model.mode=off.
+# Baseline: model.mode='off' (the paper's Base), e.g. --cfg-options
+# model.mode=off.
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 100
 data_root = '{{$CDS_DATA_ROOT:data/fgvc-aircraft-2013b}}'
 data_preprocessor = dict(num_classes=num_classes)
-model = dict(classifier=dict(
-    head=dict(num_classes=num_classes),
-    data_preprocessor=dict(num_classes=num_classes)))
+model = dict(
+    classifier=dict(
+        head=dict(num_classes=num_classes),
+        data_preprocessor=dict(num_classes=num_classes)))
 
 train_dataloader = dict(
     dataset=dict(type='FGVCAircraft', data_root=data_root, split='trainval'))

@@ -4,15 +4,17 @@
 # GPU-scale: this config has not been run in this repo.
 # Data (mmpretrain's Flowers102): data/Flowers102/{jpg/, imagelabels.mat,
 # setid.mat}; trains on 'trainval', tests on 'test'.
-# Baseline: model.mode='off' (the paper's Base), e.g. --cfg-options model.mode=off.
+# Baseline: model.mode='off' (the paper's Base), e.g. --cfg-options
+# model.mode=off.
 _base_ = './resnet50_cds_8xb8_cub.py'
 
 num_classes = 102
 data_root = '{{$CDS_DATA_ROOT:data/Flowers102}}'
 data_preprocessor = dict(num_classes=num_classes)
-model = dict(classifier=dict(
-    head=dict(num_classes=num_classes),
-    data_preprocessor=dict(num_classes=num_classes)))
+model = dict(
+    classifier=dict(
+        head=dict(num_classes=num_classes),
+        data_preprocessor=dict(num_classes=num_classes)))
 
 train_dataloader = dict(
     dataset=dict(type='Flowers102', data_root=data_root, split='trainval'))

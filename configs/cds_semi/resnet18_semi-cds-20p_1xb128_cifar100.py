@@ -13,19 +13,30 @@ model = dict(type='SemiCDSClassifier', unlabelled_weight=1.0)
 
 train_dataloader = dict(
     persistent_workers=True,
-    sampler=dict(_delete_=True, type='mmdet.MultiSourceSampler',
-                 batch_size=128, source_ratio=[1, 3]),
+    sampler=dict(
+        _delete_=True,
+        type='mmdet.MultiSourceSampler',
+        batch_size=128,
+        source_ratio=[1, 3]),
     dataset=dict(
         _delete_=True,
-        type='SemiSplitDataset', fraction=0.2, seed=0,
+        type='SemiSplitDataset',
+        fraction=0.2,
+        seed=0,
         split_file='data/semi_splits/cifar100_train_20p_seed0.json',
         dataset=_base_.train_dataloader.dataset))
 
 param_scheduler = dict(
-    _delete_=True, type='MultiStepLR', by_epoch=False,
-    milestones=[35190, 70380, 109480], gamma=0.1)
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=117300,
-                 val_interval=3910)
+    _delete_=True,
+    type='MultiStepLR',
+    by_epoch=False,
+    milestones=[35190, 70380, 109480],
+    gamma=0.1)
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=117300,
+    val_interval=3910)
 default_hooks = dict(
     logger=dict(interval=100),
     checkpoint=dict(by_epoch=False, interval=3910, max_keep_ckpts=2))

@@ -7,10 +7,10 @@
 # selection on held-out train images: see benchmarks/det_accuracy_seeds.py.
 _base_ = './faster-rcnn_r18-w16_fpn_cds_shapes.py'
 
-
 data_root = '{{$CDS_DATA_ROOT:data/fashion_mosaic}}'
-metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'))
+metainfo = dict(
+    classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+             'Shirt', 'Sneaker', 'Bag', 'Ankle boot'))
 train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = val_dataloader

@@ -15,10 +15,16 @@ custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
 
 detector = _base_.model
 detector.backbone = dict(
-    type='ResNet', depth=18, base_channels=16, num_stages=4,
-    out_indices=(0, 1, 2, 3), frozen_stages=-1,
-    norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
-    style='pytorch', init_cfg=None)
+    type='ResNet',
+    depth=18,
+    base_channels=16,
+    num_stages=4,
+    out_indices=(0, 1, 2, 3),
+    frozen_stages=-1,
+    norm_cfg=dict(type='BN', requires_grad=True),
+    norm_eval=False,
+    style='pytorch',
+    init_cfg=None)
 detector.neck.in_channels = [16, 32, 64, 128]
 detector.neck.out_channels = 32
 detector.rpn_head.in_channels = 32
@@ -42,11 +48,14 @@ model = dict(
     detector=detector,
     cds_head=dict(
         type='CDSHead',
-        taps=['neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
-              'neck.fpn_convs.3'],
+        taps=[
+            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
+            'neck.fpn_convs.3'
+        ],
         loss_weight=0.1,
-        projector=dict(type='MLPProjector', num_convs=1, hid_channels=64,
-                       out_channels=32),
+        projector=dict(
+            type='MLPProjector', num_convs=1, hid_channels=64,
+            out_channels=32),
         loss=dict(type='SupConLoss', temperature=0.07),
         use_labels=False),
     instance_head=dict(
@@ -65,29 +74,42 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='MultiBranch', branch_field=['main', 'cds'],
-         main=[dict(type='PackDetInputs')],
-         cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
+    dict(
+        type='MultiBranch',
+        branch_field=['main', 'cds'],
+        main=[dict(type='PackDetInputs')],
+        cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train.json',
-                 data_prefix=dict(img='train/'), pipeline=train_pipeline,
-                 filter_cfg=dict(filter_empty_gt=False, min_size=0)))
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline,
+        filter_cfg=dict(filter_empty_gt=False, min_size=0)))
 val_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_val.json',
-                 data_prefix=dict(img='val/'), pipeline=test_pipeline))
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + '/annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -105,9 +127,9 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[4], gamma=0.1),
 ]
 default_hooks = dict(
-    checkpoint=dict(interval=1, max_keep_ckpts=2),
-    logger=dict(interval=10))
+    checkpoint=dict(interval=1, max_keep_ckpts=2), logger=dict(interval=10))
 randomness = dict(seed=0)
 # the CDS loss weights ramp up over the learning-rate warm-up (50 iterations)
 custom_hooks = _base_.custom_hooks + [
-    dict(type='CDSWeightHook', warmup_iters=50)]
+    dict(type='CDSWeightHook', warmup_iters=50)
+]

@@ -1,14 +1,14 @@
 # CPU-scale distilled CDS on Fashion-MNIST: the ResNet-18 (1/4 width) CDS
 # student of resnet18-w16_cds_1xb128_fashionmnist.py learns from the ResNet-50
-# (1/4 width) CDS teacher's logits (KD, T=4, T^2-scaled) and from its four
-# CDS heads (head-to-head embedding matching, 128 -> 512 linear adapters).
+# (1/4 width) CDS teacher's logits (KD, T=4, T^2-scaled) and from its four CDS
+# heads (head-to-head embedding matching, 128 -> 512 linear adapters).
 # model.mode='off' gives plain KD (CE + logit KD only). Train and export the
-# teacher first:
-#   python tools/train.py configs/demo/resnet50-w16_cds_1xb128_fashionmnist.py \
-#       --work-dir work_dirs/fmnist_r50_teacher
-#   python tools/export_plain.py configs/demo/resnet50-w16_cds_1xb128_fashionmnist.py \
-#       work_dirs/fmnist_r50_teacher/best_accuracy_top1_epoch_10.pth \
-#       --out-dir work_dirs/fmnist_r50_teacher/export
+# teacher first:   python tools/train.py
+# configs/demo/resnet50-w16_cds_1xb128_fashionmnist.py \       --work-dir
+# work_dirs/fmnist_r50_teacher   python tools/export_plain.py
+# configs/demo/resnet50-w16_cds_1xb128_fashionmnist.py \
+# work_dirs/fmnist_r50_teacher/best_accuracy_top1_epoch_10.pth \
+# --out-dir work_dirs/fmnist_r50_teacher/export
 _base_ = './resnet18-w16_cds_1xb128_fashionmnist.py'
 
 model = dict(

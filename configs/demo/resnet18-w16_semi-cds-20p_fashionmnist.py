@@ -11,21 +11,32 @@ model = dict(type='SemiCDSClassifier', unlabelled_weight=1.0)
 
 train_dataloader = dict(
     _delete_=True,
-    batch_size=128, num_workers=2, persistent_workers=True,
-    sampler=dict(type='mmdet.MultiSourceSampler', batch_size=128,
-                 source_ratio=[1, 3]),
+    batch_size=128,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(
+        type='mmdet.MultiSourceSampler', batch_size=128, source_ratio=[1, 3]),
     dataset=dict(
-        type='SemiSplitDataset', fraction=0.2, seed=0,
+        type='SemiSplitDataset',
+        fraction=0.2,
+        seed=0,
         split_file='data/semi_splits/fashionmnist_train_20p_seed0.json',
-        dataset=dict(type='FashionMNISTIDX', data_root=_base_.data_root,
-                     split='train', pipeline=_base_.train_pipeline)))
+        dataset=dict(
+            type='FashionMNISTIDX',
+            data_root=_base_.data_root,
+            split='train',
+            pipeline=_base_.train_pipeline)))
 
-param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=False,
-                       T_max=2000)
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2000,
-                 val_interval=200)
+param_scheduler = dict(
+    _delete_=True, type='CosineAnnealingLR', by_epoch=False, T_max=2000)
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=1,
-                    save_best='accuracy/top1', rule='greater'))
+    checkpoint=dict(
+        by_epoch=False,
+        interval=200,
+        max_keep_ckpts=1,
+        save_best='accuracy/top1',
+        rule='greater'))
 log_processor = dict(by_epoch=False)

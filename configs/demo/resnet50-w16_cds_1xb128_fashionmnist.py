@@ -4,5 +4,5 @@
 # tools/export_plain.py for resnet18-w16_distilled-cds_r50-w16_fashionmnist.py.
 _base_ = './resnet18-w16_cds_1xb128_fashionmnist.py'
 
-model = dict(classifier=dict(backbone=dict(depth=50),
-                             head=dict(in_channels=512)))
+model = dict(
+    classifier=dict(backbone=dict(depth=50), head=dict(in_channels=512)))

@@ -16,15 +16,23 @@ _spec.loader.exec_module(tables)
 
 
 def cls_data(runs, missing=()):
-    return dict(date='2026-12-02', git_commit='0123456789abcdef',
-                benchmark='benchmarks/cls_accuracy_seeds.py',
-                args=dict(epochs=15, train_samples=10000),
-                runs=runs, missing=list(missing))
+    return dict(
+        date='2026-12-02',
+        git_commit='0123456789abcdef',
+        benchmark='benchmarks/cls_accuracy_seeds.py',
+        args=dict(epochs=15, train_samples=10000),
+        runs=runs,
+        missing=list(missing))
 
 
 def cls_run(mode, seed, top1, best_epoch=12):
-    return dict(mode=mode, seed=seed, top1=top1, ece=1.0 + seed,
-                best_val_top1=top1 + 0.5, best_epoch=best_epoch)
+    return dict(
+        mode=mode,
+        seed=seed,
+        top1=top1,
+        ece=1.0 + seed,
+        best_val_top1=top1 + 0.5,
+        best_epoch=best_epoch)
 
 
 def test_readme_matches_committed_json(capsys):
@@ -45,8 +53,12 @@ def test_check_fails_when_a_number_changes(tmp_path):
 
 
 def test_cls_table_means_stds_and_paired_differences():
-    data = cls_data([cls_run('off', 0, 88.0), cls_run('cds', 0, 90.0),
-                     cls_run('off', 1, 90.0), cls_run('cds', 1, 93.0)],
+    data = cls_data([
+        cls_run('off', 0, 88.0),
+        cls_run('cds', 0, 90.0),
+        cls_run('off', 1, 90.0),
+        cls_run('cds', 1, 93.0)
+    ],
                     missing=[dict(mode='dsn', seed=0)])
     text = tables.render_cls_accuracy(data)
     # baseline 88, 90 -> 89 ± sqrt(2); CDS - baseline per seed +2, +3
@@ -63,8 +75,7 @@ def test_kd_sentence_counts_the_seeds_won():
         if r['variant'] == 'kd':
             r['top1'] = 0.0
     text = tables.render_kd_accuracy(data)
-    seeds = sorted(r['seed'] for r in data['runs']
-                   if r['variant'] == 'cds+kd')
+    seeds = sorted(r['seed'] for r in data['runs'] if r['variant'] == 'cds+kd')
     assert (f'beat plain KD on {len(seeds)} of {len(seeds)} seeds (seeds '
             f'{", ".join(map(str, seeds))})') in text
 

@@ -26,8 +26,10 @@ def shipped_configs():
     found = []
     for root, dirs, files in os.walk(CONFIG_ROOT):
         dirs[:] = sorted(d for d in dirs if d != '_base_')
-        found += [osp.relpath(osp.join(root, f), CONFIG_ROOT)
-                  for f in sorted(files) if f.endswith('.py')]
+        found += [
+            osp.relpath(osp.join(root, f), CONFIG_ROOT) for f in sorted(files)
+            if f.endswith('.py')
+        ]
     return found
 
 
@@ -35,8 +37,8 @@ CONFIGS = shipped_configs()
 
 
 def parse(config):
-    return Config.fromfile(osp.join(CONFIG_ROOT, config),
-                           import_custom_modules=False)
+    return Config.fromfile(
+        osp.join(CONFIG_ROOT, config), import_custom_modules=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,12 +56,16 @@ def leaf_datasets(key, node):
     """Dataset dicts holding no other dataset, found by walking every value
     (not through iter_datasets, the function under test)."""
     if isinstance(node, (list, tuple)):
-        return [leaf for i, v in enumerate(node)
-                for leaf in leaf_datasets(f'{key}.{i}', v)]
+        return [
+            leaf for i, v in enumerate(node)
+            for leaf in leaf_datasets(f'{key}.{i}', v)
+        ]
     if not isinstance(node, dict) or 'type' not in node:
         return []
-    inner = [leaf for k, v in node.items() if k != 'pipeline'
-             for leaf in leaf_datasets(f'{key}.{k}', v)]
+    inner = [
+        leaf for k, v in node.items() if k != 'pipeline'
+        for leaf in leaf_datasets(f'{key}.{k}', v)
+    ]
     return inner or [(key, node)]
 
 
@@ -77,17 +83,17 @@ def data_paths(cfg):
             if not isinstance(root, str):
                 continue
             if node.get('ann_file'):
-                out.append((f'{key}.ann_file',
-                            osp.join(root, node['ann_file'])))
+                out.append(
+                    (f'{key}.ann_file', osp.join(root, node['ann_file'])))
             prefix = node.get('data_prefix')
-            items = (prefix.items() if isinstance(prefix, dict)
-                     else [('', prefix)])
+            items = (
+                prefix.items() if isinstance(prefix, dict) else [('', prefix)])
             out += [(f'{key}.data_prefix.{k}', osp.join(root, v))
                     for k, v in items if isinstance(v, str) and v]
     for name in ('val_evaluator', 'test_evaluator'):
         metrics = cfg.get(name) or []
-        for i, m in enumerate(metrics if isinstance(metrics, list)
-                              else [metrics]):
+        for i, m in enumerate(
+                metrics if isinstance(metrics, list) else [metrics]):
             if m.get('ann_file'):
                 out.append((f'{name}.{i}.ann_file', m['ann_file']))
     return out
@@ -109,8 +115,10 @@ def data_dir(tmp_path):
 
 def test_the_walk_sees_every_family():
     families = {c.split(os.sep)[0] for c in CONFIGS}
-    assert families >= {'cds_classification', 'cds_detection', 'cds_semi',
-                        'cds_distill', 'cds_finegrained', 'demo'}
+    assert families >= {
+        'cds_classification', 'cds_detection', 'cds_semi', 'cds_distill',
+        'cds_finegrained', 'demo'
+    }
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -121,8 +129,8 @@ def test_cfg_option_reaches_every_dataloader(config, data_dir):
 
 
 @pytest.mark.parametrize('config', CONFIGS)
-def test_environment_variable_reaches_every_dataloader(
-        config, data_dir, monkeypatch):
+def test_environment_variable_reaches_every_dataloader(config, data_dir,
+                                                       monkeypatch):
     monkeypatch.setenv(ENV_VAR, data_dir)
     assert_all_under(parse(config), data_dir)
 
@@ -135,8 +143,8 @@ def test_missing_data_is_one_line_naming_the_path(config, data_dir):
         check_data(cfg)
     msg = str(err.value)
     assert '\n' not in msg and data_dir in msg
-    assert msg.startswith(('train_dataloader.', 'val_dataloader.',
-                           'test_dataloader.'))
+    assert msg.startswith(
+        ('train_dataloader.', 'val_dataloader.', 'test_dataloader.'))
 
 
 @pytest.mark.parametrize('config', [c for c in CONFIGS if 'cifar' in c])

@@ -10,8 +10,9 @@ import yaml
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
-FOLDERS = sorted(d for d in os.listdir(CONFIG_ROOT)
-                 if d != '_base_' and osp.isdir(osp.join(CONFIG_ROOT, d)))
+FOLDERS = sorted(
+    d for d in os.listdir(CONFIG_ROOT)
+    if d != '_base_' and osp.isdir(osp.join(CONFIG_ROOT, d)))
 
 
 def read(folder):
@@ -79,5 +80,5 @@ def _expand(pattern):
 
 def _in_brace_list(stem, text):
     """Whether ``stem`` is one expansion of a backquoted ``a{x,y}b.py``."""
-    return any(stem in _expand(p)
-               for p in re.findall(r'`([\w.{},-]+)\.py`', text))
+    return any(
+        stem in _expand(p) for p in re.findall(r'`([\w.{},-]+)\.py`', text))

@@ -38,9 +38,10 @@ def test_set_data_root_moves_nested_datasets_and_evaluators(tmp_path):
     cfg = Config.fromstring(NESTED, '.py')
     new = str(tmp_path / 'root')
     keys = set_data_root(cfg, new)
-    assert keys == ['train_dataloader.dataset.dataset.datasets.0',
-                    'train_dataloader.dataset.dataset.datasets.1',
-                    'val_dataloader.dataset']
+    assert keys == [
+        'train_dataloader.dataset.dataset.datasets.0',
+        'train_dataloader.dataset.dataset.datasets.1', 'val_dataloader.dataset'
+    ]
     inner = cfg.train_dataloader.dataset.dataset.datasets
     assert inner[0].data_root == new and inner[1].data_root == new
     # relative entries stay relative to the root; those under the old
@@ -65,9 +66,12 @@ def test_iter_datasets_skips_missing_loaders():
 
 def test_merge_cfg_options_lets_explicit_keys_win(tmp_path):
     cfg = Config.fromstring(NESTED, '.py')
-    merge_cfg_options(cfg, {'data_root': 'X',
-                            'val_dataloader.dataset.data_root': 'Y',
-                            'train_dataloader.batch_size': 3})
+    merge_cfg_options(
+        cfg, {
+            'data_root': 'X',
+            'val_dataloader.dataset.data_root': 'Y',
+            'train_dataloader.batch_size': 3
+        })
     assert cfg.val_dataloader.dataset.data_root == 'Y'
     assert cfg.train_dataloader.batch_size == 3
     assert all(d.data_root == 'X'
@@ -82,9 +86,14 @@ def test_empty_data_root_is_rejected(bad):
 
 
 def cifar_cfg(root):
-    return Config(dict(train_dataloader=dict(dataset=dict(
-        type='mmpretrain.CIFAR100', data_root=root, split='train',
-        download=False))))
+    return Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='mmpretrain.CIFAR100',
+                    data_root=root,
+                    split='train',
+                    download=False))))
 
 
 def test_missing_cifar_names_path_key_and_source(tmp_path):
@@ -105,12 +114,19 @@ def test_missing_cifar_names_path_key_and_source(tmp_path):
 
 
 def test_fashion_mnist_accepts_gz_or_plain(tmp_path):
-    names = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte',
-             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte.gz']
+    names = [
+        'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte',
+        't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte.gz'
+    ]
     for name in names:
         (tmp_path / name).write_bytes(b'')
-    cfg = Config(dict(test_dataloader=dict(dataset=dict(
-        type='FashionMNISTIDX', data_root=str(tmp_path), split='test'))))
+    cfg = Config(
+        dict(
+            test_dataloader=dict(
+                dataset=dict(
+                    type='FashionMNISTIDX',
+                    data_root=str(tmp_path),
+                    split='test'))))
     check_data(cfg)
     (tmp_path / names[2]).unlink()
     with pytest.raises(MissingDataError) as err:
@@ -130,44 +146,57 @@ def test_coco_files_prefix_and_evaluator(tmp_path):
     cfg.train_dataloader.dataset = cfg.train_dataloader.dataset.dataset
     set_data_root(cfg, str(tmp_path))
     cfg.train_dataloader.dataset.datasets.pop(1)
-    with pytest.raises(MissingDataError,
-                       match=r"^train_dataloader\.dataset\.datasets\.0\."
-                             r"ann_file: .*a\.json.*cocodataset\.org"):
+    with pytest.raises(
+            MissingDataError,
+            match=r"^train_dataloader\.dataset\.datasets\.0\."
+            r"ann_file: .*a\.json.*cocodataset\.org"):
         check_data(cfg)
     (tmp_path / 'annotations').mkdir()
     (tmp_path / 'annotations' / 'a.json').write_text('{}')
-    with pytest.raises(MissingDataError,
-                       match=r'datasets\.0\.data_prefix\.img: .*train/'):
+    with pytest.raises(
+            MissingDataError,
+            match=r'datasets\.0\.data_prefix\.img: .*train/'):
         check_data(cfg)
     (tmp_path / 'train').mkdir()
     check_data(cfg, ['train_dataloader'])  # the val set is not asked for
     make_coco(tmp_path, 'val')
-    (tmp_path / 'annotations' / 'val.json').rename(
-        tmp_path / 'annotations' / 'v.json')
+    (tmp_path / 'annotations' / 'val.json').rename(tmp_path / 'annotations' /
+                                                   'v.json')
     # the val set is there, the second metric's annotation file is not
-    with pytest.raises(MissingDataError,
-                       match=r"^val_evaluator\.1\.ann_file: 'elsewhere"):
+    with pytest.raises(
+            MissingDataError,
+            match=r"^val_evaluator\.1\.ann_file: 'elsewhere"):
         check_data(cfg)
     cfg.val_evaluator.pop(1)
     check_data(cfg)
 
 
 def test_generated_sets_say_how_to_make_them(tmp_path):
-    cfg = Config(dict(train_dataloader=dict(dataset=dict(
-        type='CocoDataset', data_root=str(tmp_path / 'shapes') + '/',
-        ann_file='annotations/instances_train.json'))))
+    cfg = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='CocoDataset',
+                    data_root=str(tmp_path / 'shapes') + '/',
+                    ann_file='annotations/instances_train.json'))))
     with pytest.raises(MissingDataError, match='make_shapes_coco.py'):
         check_data(cfg)
 
 
 def test_missing_split_file_names_the_tool(tmp_path):
     (tmp_path / 'cifar-100-python').mkdir()
-    cfg = Config(dict(train_dataloader=dict(dataset=dict(
-        type='SemiSplitDataset', split_file=str(tmp_path / 's.json'),
-        dataset=cifar_cfg(str(tmp_path)).train_dataloader.dataset))))
-    with pytest.raises(MissingDataError,
-                       match=r'^train_dataloader\.dataset\.split_file: .*'
-                             r'make_semi_split\.py'):
+    cfg = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='SemiSplitDataset',
+                    split_file=str(tmp_path / 's.json'),
+                    dataset=cifar_cfg(str(
+                        tmp_path)).train_dataloader.dataset))))
+    with pytest.raises(
+            MissingDataError,
+            match=r'^train_dataloader\.dataset\.split_file: .*'
+            r'make_semi_split\.py'):
         check_data(cfg)
     (tmp_path / 's.json').write_text('{}')
     check_data(cfg)

@@ -33,23 +33,30 @@ class TwoHeads(nn.Module):
     def __init__(self, gather):
         super().__init__()
         torch.manual_seed(0)
-        loss = dict(type='SupConLoss', temperature=0.5,
-                    gather_distributed=gather)
+        loss = dict(
+            type='SupConLoss', temperature=0.5, gather_distributed=gather)
         # no BatchNorm: ranks must not differ from one process outside the loss
-        proj = dict(type='MLPProjector', hid_channels=16, out_channels=8,
-                    norm_cfg=None)
+        proj = dict(
+            type='MLPProjector',
+            hid_channels=16,
+            out_channels=8,
+            norm_cfg=None)
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.image_head = CDSHead(taps=['stem'], in_channels=[8],
-                                  projector=proj, loss=loss, use_labels=False)
-        self.instance_head = InstanceCDSHead(taps=['stem'], in_channels=[8],
-                                             projector=proj, loss=loss)
+        self.image_head = CDSHead(
+            taps=['stem'],
+            in_channels=[8],
+            projector=proj,
+            loss=loss,
+            use_labels=False)
+        self.instance_head = InstanceCDSHead(
+            taps=['stem'], in_channels=[8], projector=proj, loss=loss)
 
     def forward(self, img1, img2, boxes1, boxes2, labels):
         f1, f2 = self.stem(img1), self.stem(img2)
         losses = self.image_head.loss([f1], [f2])
-        losses.update(self.instance_head.loss(
-            [f1], [f2], boxes1, boxes2, labels,
-            (img1.shape[-2:], img2.shape[-2:])))
+        losses.update(
+            self.instance_head.loss([f1], [f2], boxes1, boxes2, labels,
+                                    (img1.shape[-2:], img2.shape[-2:])))
         return losses
 
 
@@ -68,8 +75,9 @@ def rank_batch(step, rank):
     """
     g = torch.Generator().manual_seed(100 * step + rank)
     n = 3 if rank == 0 else 2
-    img1 = torch.randn(n, 3, 32, 32, generator=g) + 2 * torch.randn(
-        n, 3, 1, 1, generator=g)  # images that differ also after pooling
+    img1 = torch.randn(
+        n, 3, 32, 32, generator=g) + 2 * torch.randn(
+            n, 3, 1, 1, generator=g)  # images that differ also after pooling
     img2 = img1 + 0.3 * torch.randn(n, 3, 32, 32, generator=g)
     if rank == 0:
         one_label = [[0, 0, 0], [0, 0], [0]]
@@ -94,15 +102,20 @@ def train(model, batches):
         opt.step()
         history.append({k: v.detach() for k, v in losses.items()})
     module = getattr(model, 'module', model)
-    return history, {k: v.detach().clone()
-                     for k, v in module.state_dict().items()}
+    return history, {
+        k: v.detach().clone()
+        for k, v in module.state_dict().items()
+    }
 
 
 def _worker(rank, port, out_dir):
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
-        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-        world_size=WORLD, timeout=timedelta(seconds=GLOO_TIMEOUT_S))
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=WORLD,
+        timeout=timedelta(seconds=GLOO_TIMEOUT_S))
     model = nn.parallel.DistributedDataParallel(
         TwoHeads(gather=True), find_unused_parameters=False)
     result = train(model, [rank_batch(s, rank) for s in range(STEPS)])
@@ -114,8 +127,8 @@ def _worker(rank, port, out_dir):
 def spawn_or_fail(fn, args, nprocs, deadline_s):
     """``torch.multiprocessing.spawn`` that kills the workers and fails the
     test when they are not done after ``deadline_s`` seconds."""
-    ctx = torch.multiprocessing.start_processes(fn, args=args, nprocs=nprocs,
-                                                join=False)
+    ctx = torch.multiprocessing.start_processes(
+        fn, args=args, nprocs=nprocs, join=False)
     stop = time.monotonic() + deadline_s
     while not ctx.join(timeout=5):
         if time.monotonic() > stop:
@@ -139,14 +152,15 @@ def ranks(tmp_path_factory):
 def _concat(parts):
     img1 = torch.cat([p[0] for p in parts])
     img2 = torch.cat([p[1] for p in parts])
-    return (img1, img2) + tuple(sum((p[i] for p in parts), [])
-                                for i in (2, 3, 4))
+    return (img1, img2) + tuple(
+        sum((p[i] for p in parts), []) for i in (2, 3, 4))
 
 
 @pytest.fixture(scope='module')
 def single():
-    batches = [_concat([rank_batch(s, r) for r in range(WORLD)])
-               for s in range(STEPS)]
+    batches = [
+        _concat([rank_batch(s, r) for r in range(WORLD)]) for s in range(STEPS)
+    ]
     return train(TwoHeads(gather=False), batches)
 
 
@@ -161,8 +175,8 @@ def test_rank_without_boxes_joins_and_matches_one_process(ranks, single):
                 value.item(), rel=1e-5, abs=1e-6), (step, key, got)
     for rank in range(WORLD):
         for key, value in ref_weights.items():
-            torch.testing.assert_close(ranks[rank][1][key], value,
-                                       rtol=1e-5, atol=1e-6, msg=key)
+            torch.testing.assert_close(
+                ranks[rank][1][key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_rank1_without_instance_rows_has_zero_share(ranks):

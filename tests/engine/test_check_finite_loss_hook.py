@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
+from cds_test_utils import REPO_ROOT
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
@@ -15,10 +16,8 @@ from mmengine.runner import Runner, load_checkpoint
 from torch.utils.data import Dataset
 
 from cds_mm.engine.hooks import CheckFiniteLossHook
-from cds_test_utils import REPO_ROOT
 
-PIECE = osp.join(REPO_ROOT, 'configs', '_base_', 'cds',
-                 'check_finite_loss.py')
+PIECE = osp.join(REPO_ROOT, 'configs', '_base_', 'cds', 'check_finite_loss.py')
 NAN_AT = 3  # 1-based, as the log counts
 
 
@@ -37,8 +36,9 @@ class NaNAt(BaseModel):
         if mode != 'loss':
             return out
         bad = float('nan') if self.calls == self.nan_at else 0.0
-        return dict(loss_task=(out - 1).pow(2).mean(),
-                    loss_cds_s1=0.1 * self.w.pow(2).sum() + bad)
+        return dict(
+            loss_task=(out - 1).pow(2).mean(),
+            loss_cds_s1=0.1 * self.w.pow(2).sum() + bad)
 
 
 class Points(Dataset):
@@ -54,16 +54,20 @@ def run_to_nan(work_dir):
     """Train ``NaNAt`` with the shipped piece's hooks; returns the error."""
     piece = Config.fromfile(PIECE)
     runner = Runner(
-        model=NaNAt(), work_dir=str(work_dir),
+        model=NaNAt(),
+        work_dir=str(work_dir),
         experiment_name=f'nan_{osp.basename(work_dir)}',
         train_dataloader=dict(
-            dataset=Points(), batch_size=2, num_workers=0,
+            dataset=Points(),
+            batch_size=2,
+            num_workers=0,
             sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=6),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           by_epoch=False, interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                            interval=1)),
         custom_hooks=piece.custom_hooks)
     with pytest.raises(FloatingPointError) as err:
         runner.train()
@@ -88,14 +92,22 @@ def test_nan_at_k_stops_at_k_and_keeps_last_good_checkpoint(tmp_path):
 def test_finite_losses_pass_and_numbers_are_checked():
     hook = CheckFiniteLossHook()
     runner = SimpleNamespace(
-        iter=4, epoch=0,
+        iter=4,
+        epoch=0,
         message_hub=MessageHub.get_instance('test_check_finite'))
-    hook.after_train_iter(runner, 0, outputs=dict(
-        loss=torch.tensor(1.0), loss_x=torch.tensor(0.5), acc=float('nan')))
-    with pytest.raises(FloatingPointError,
-                       match=r'iteration 5 \(epoch 1, batch 2 .*loss_y=inf'):
-        hook.after_train_iter(runner, 1, outputs=dict(
-            loss=torch.tensor(1.0), loss_y=float('inf')))
+    hook.after_train_iter(
+        runner,
+        0,
+        outputs=dict(
+            loss=torch.tensor(1.0), loss_x=torch.tensor(0.5),
+            acc=float('nan')))
+    with pytest.raises(
+            FloatingPointError,
+            match=r'iteration 5 \(epoch 1, batch 2 .*loss_y=inf'):
+        hook.after_train_iter(
+            runner,
+            1,
+            outputs=dict(loss=torch.tensor(1.0), loss_y=float('inf')))
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
@@ -108,19 +120,20 @@ def test_built_in_both_scopes(scope):
 
 # a plain mmdet Faster R-CNN with a CDS-pretrained backbone, meant to run
 # without cds_mm (tests/configs checks that): it cannot name our hook
-UPSTREAM_ONLY = [osp.join('cds_detection',
-                          'faster-rcnn_r50_fpn_cds-pretrained_1x_coco.py')]
+UPSTREAM_ONLY = [
+    osp.join('cds_detection', 'faster-rcnn_r50_fpn_cds-pretrained_1x_coco.py')
+]
 
 
 def shipped_configs():
-    paths = glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
-                      recursive=True)
+    paths = glob.glob(
+        osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True)
     return sorted(p for p in paths if '_base_' not in p and osp.relpath(
         p, osp.join(REPO_ROOT, 'configs')) not in UPSTREAM_ONLY)
 
 
-@pytest.mark.parametrize('path', shipped_configs(),
-                         ids=lambda p: osp.relpath(p, REPO_ROOT))
+@pytest.mark.parametrize(
+    'path', shipped_configs(), ids=lambda p: osp.relpath(p, REPO_ROOT))
 def test_every_shipped_config_checks_losses(path):
     cfg = Config.fromfile(path)
     types = [h['type'] for h in cfg.get('custom_hooks', [])]

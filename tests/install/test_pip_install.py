@@ -22,15 +22,14 @@ import pytest
 from cds_test_utils import REPO_ROOT
 
 SITE = sysconfig.get_paths()['purelib']
-CACHE = os.environ.get('CDS_CACHE',
-                       osp.expanduser('~/.cache/cds_mm/wheels'))
+CACHE = os.environ.get('CDS_CACHE', osp.expanduser('~/.cache/cds_mm/wheels'))
 DEMO = 'demo/faster-rcnn_r18-w16_fpn_cds_shapes.py'
 pytestmark = pytest.mark.slow
 
 
 def _run(cmd, cwd, timeout=600, env=None):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, (cmd, proc.stdout[-3000:],
                                   proc.stderr[-3000:])
     return proc.stdout + proc.stderr
@@ -40,7 +39,9 @@ def _repo_copy(dst):
     """The tracked and new files of the repository (no venv, no data)."""
     files = subprocess.run(
         ['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         check=True).stdout.split()
     for rel in files:
         if osp.isfile(osp.join(REPO_ROOT, rel)):
@@ -61,36 +62,48 @@ def _overlay_venv(root, extra_wheels=()):
             continue
         os.symlink(osp.join(SITE, name), osp.join(view, name))
     python = osp.join(venv, 'bin', 'python')
-    site = subprocess.run(
-        [python, '-c', 'import sysconfig; '
-         'print(sysconfig.get_paths()["purelib"])'],
-        capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run([
+        python, '-c', 'import sysconfig; '
+        'print(sysconfig.get_paths()["purelib"])'
+    ],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
     with open(osp.join(site, 'stack.pth'), 'w') as f:
         f.write(view + '\n')
     if extra_wheels:  # into the venv itself, in front of the stack view
-        _run([python, '-m', 'pip', 'install', '-q', '--no-index',
-              '--no-deps', *extra_wheels], cwd=root)
+        _run([
+            python, '-m', 'pip', 'install', '-q', '--no-index', '--no-deps',
+            *extra_wheels
+        ],
+             cwd=root)
     return python, site
 
 
 def _pip_install_repo(python, root):
     src = _repo_copy(osp.join(root, 'src'))
-    out = _run([python, '-m', 'pip', 'install', '--no-index',
-                '--no-build-isolation', src], cwd=root)
+    out = _run([
+        python, '-m', 'pip', 'install', '--no-index', '--no-build-isolation',
+        src
+    ],
+               cwd=root)
     return out
 
 
 def _shapes_options(data):
     opts = []
     for loader, split in (('train_dataloader', 'train'),
-                          ('val_dataloader', 'val'),
-                          ('test_dataloader', 'val')):
-        opts += [f'{loader}.dataset.data_root={data}/',
-                 f'{loader}.num_workers=0',
-                 f'{loader}.persistent_workers=False']
+                          ('val_dataloader', 'val'), ('test_dataloader',
+                                                      'val')):
+        opts += [
+            f'{loader}.dataset.data_root={data}/', f'{loader}.num_workers=0',
+            f'{loader}.persistent_workers=False'
+        ]
     ann = f'{data}/annotations/instances_val.json'
-    opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
-             'train_cfg.val_interval=10']
+    opts += [
+        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+        'train_cfg.val_interval=10'
+    ]
     return opts
 
 
@@ -102,11 +115,14 @@ def installed(tmp_path_factory):
     out = _pip_install_repo(python, root)
     added = set(os.listdir(site)) - before
     data = osp.join(root, 'shapes')
-    _run([python, '-c', 'import sys; from cds_mm.datasets import '
-          'make_shapes_coco; make_shapes_coco(sys.argv[1], num_train=8, '
-          'num_val=4, img_size=64)', data], cwd=root)
-    return dict(root=root, python=python, site=site, added=added, out=out,
-                data=data)
+    _run([
+        python, '-c', 'import sys; from cds_mm.datasets import '
+        'make_shapes_coco; make_shapes_coco(sys.argv[1], num_train=8, '
+        'num_val=4, img_size=64)', data
+    ],
+         cwd=root)
+    return dict(
+        root=root, python=python, site=site, added=added, out=out, data=data)
 
 
 def test_installs_cds_mm_only(installed):
@@ -150,8 +166,11 @@ def test_mim_train_runs_the_installed_tool(installed):
     base = osp.join(installed['site'], 'cds_mm', '.mim', 'configs', DEMO)
     cfg = _user_config(installed['root'], base)
     work = osp.join(installed['root'], 'mim_train')
-    out = _run([installed['python'], '-m', 'mim', 'train', 'cds_mm', cfg,
-                *_train_args(installed, work)], cwd=installed['root'])
+    out = _run([
+        installed['python'], '-m', 'mim', 'train', 'cds_mm', cfg,
+        *_train_args(installed, work)
+    ],
+               cwd=installed['root'])
     assert osp.isfile(osp.join(work, 'epoch_1.pth')), out[-3000:]
     assert 'loss_cds_s0' in out, out[-3000:]
 
@@ -163,8 +182,8 @@ def test_upstream_mmdet_tool_trains_our_config(installed):
     import mmdet
     tool = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
     work = osp.join(installed['root'], 'upstream_train')
-    out = _run([installed['python'], tool, cfg,
-                *_train_args(installed, work)], cwd=installed['root'])
+    out = _run([installed['python'], tool, cfg, *_train_args(installed, work)],
+               cwd=installed['root'])
     assert osp.isfile(osp.join(work, 'epoch_1.pth')), out[-3000:]
     assert 'loss_cds_inst_s0' in out, out[-3000:]
 
@@ -181,10 +200,13 @@ def test_lowest_claimed_mmdet_and_mmpretrain(tmp_path):
     versions = _run([
         python, '-c', 'import mmdet, mmpretrain; '
         'print(mmdet.__version__, mmpretrain.__version__)'
-    ], cwd=root).split()
+    ],
+                    cwd=root).split()
     assert versions[:2] == ['3.2.0', '1.1.0'], versions
     tests = osp.join(REPO_ROOT, 'tests', 'test_import_side_effects.py')
-    out = _run([python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                '--rootdir', root, tests, '-k', 'one_library or patches'],
+    out = _run([
+        python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--rootdir',
+        root, tests, '-k', 'one_library or patches'
+    ],
                cwd=osp.join(REPO_ROOT, 'tests'))
     assert ' passed' in out and 'failed' not in out, out[-3000:]

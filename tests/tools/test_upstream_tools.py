@@ -18,12 +18,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from PIL import Image
-
 from cds_test_utils import (DEMO_CLS_CFG, DEMO_DET_CFG, REPO_ROOT, build_cls,
                             cls_data_cfg, cpu_env, finish, popen_train,
                             tiny_cfg, write_demo_data)
+from mmengine.config import Config
+from PIL import Image
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 CLS_OFF_CFG = osp.join(DEMO, 'resnet18-w16_base_1xb128_fashionmnist.py')
@@ -57,9 +56,13 @@ def _tool(package, path):
 
 
 def _run(args, cwd):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd),
-                          env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, *map(str, args)],
+                          cwd=str(cwd),
+                          env=ENV,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc.stdout
 
@@ -80,8 +83,10 @@ def _ok(part):
 
 def _flops_and_params(part):
     """``(flops, params)`` as get_flops.py prints them."""
-    found = [re.search(rf'^{k}: (\S+)$', _ok(part), re.M)
-             for k in ('Flops', 'Params')]
+    found = [
+        re.search(rf'^{k}: (\S+)$', _ok(part), re.M)
+        for k in ('Flops', 'Params')
+    ]
     assert all(found), part[-4000:]
     return tuple(f.group(1) for f in found)
 
@@ -118,8 +123,9 @@ def cls_run(data, tmp_path_factory):
     scalars.json."""
     root = tmp_path_factory.mktemp('upstream_cls')
     cfg = root / 'cds_cls.py'
-    cfg.write_text(tiny_cfg(DEMO_CLS_CFG, iters=2) +
-                   cls_data_cfg(str(data / 'fmnist')) + OPT_IN)
+    cfg.write_text(
+        tiny_cfg(DEMO_CLS_CFG, iters=2) + cls_data_cfg(str(data / 'fmnist')) +
+        OPT_IN)
     finish(popen_train(cfg, root / 'work'))
     (scalars, ) = (root / 'work').glob('*/vis_data/scalars.json')
     return cfg, root / 'work' / 'iter_2.pth', scalars
@@ -130,11 +136,14 @@ def plain_cls(cls_run):
     """The plain classifier of the config, with the checkpoint's weights."""
     cfg, ckpt, _ = cls_run
     model = build_cls(Config.fromfile(str(cfg)).model.classifier)
-    state = torch.load(ckpt, map_location='cpu',
-                       weights_only=False)['state_dict']
-    model.load_state_dict({k[len('classifier.'):]: v
-                           for k, v in state.items()
-                           if k.startswith('classifier.')}, strict=True)
+    state = torch.load(
+        ckpt, map_location='cpu', weights_only=False)['state_dict']
+    model.load_state_dict(
+        {
+            k[len('classifier.'):]: v
+            for k, v in state.items() if k.startswith('classifier.')
+        },
+        strict=True)
     return model.eval()
 
 
@@ -152,22 +161,24 @@ def mmpretrain_cli(data, opt_in, cls_run, tmp_path_factory):
         'train_dataloader.persistent_workers=False'
     ]
     cfg, ckpt, _ = cls_run
-    parts = _run_many({
-        'flops_cds': (flops, [DEMO_CLS_CFG, '--shape', 28]),
-        'flops_off': (flops, [CLS_OFF_CFG, '--shape', 28]),
-        'flops_plain': (flops, [opt_in['plain_cls'], '--shape', 28]),
-        'browse_two': (browse, [opt_in['cls'], '-o', 'two', *browse_args]),
-        # the baseline: MultiView giving view 1 only
-        'browse_one': (browse, [
-            opt_in['cls'], '-o', 'one', *browse_args,
-            'train_dataloader.dataset.pipeline.0.num_views=[1,0]'
-        ]),
-        'tsne': (_tool('mmpretrain', 'visualization/vis_tsne.py'), [
-            cfg, '--checkpoint', ckpt, '--work-dir', 'tsne', '--device',
-            'cpu', '--max-num-samples', 100, '--perplexity', 5, '--n-iter',
-            250
-        ]),
-    }, root)
+    parts = _run_many(
+        {
+            'flops_cds': (flops, [DEMO_CLS_CFG, '--shape', 28]),
+            'flops_off': (flops, [CLS_OFF_CFG, '--shape', 28]),
+            'flops_plain': (flops, [opt_in['plain_cls'], '--shape', 28]),
+            'browse_two': (browse, [opt_in['cls'], '-o', 'two', *browse_args]),
+            # the baseline: MultiView giving view 1 only
+            'browse_one': (browse, [
+                opt_in['cls'], '-o', 'one', *browse_args,
+                'train_dataloader.dataset.pipeline.0.num_views=[1,0]'
+            ]),
+            'tsne': (_tool('mmpretrain', 'visualization/vis_tsne.py'), [
+                cfg, '--checkpoint', ckpt, '--work-dir', 'tsne', '--device',
+                'cpu', '--max-num-samples', 100, '--perplexity', 5, '--n-iter',
+                250
+            ]),
+        },
+        root)
     return root, parts
 
 
@@ -178,21 +189,24 @@ def mmdet_cli(data, opt_in, tmp_path_factory):
     flops = _tool('mmdet', 'analysis_tools/get_flops.py')
 
     def on_data(loader):
-        return [f'{loader}.dataset.data_root={data}/shapes/',
-                f'{loader}.num_workers=0',
-                f'{loader}.persistent_workers=False']
+        return [
+            f'{loader}.dataset.data_root={data}/shapes/',
+            f'{loader}.num_workers=0', f'{loader}.persistent_workers=False'
+        ]
 
     val = ['--num-images', 1, '--cfg-options', *on_data('val_dataloader')]
-    parts = _run_many({
-        'flops_cds': (flops, [DEMO_DET_CFG, *val]),
-        'flops_off': (flops, [DEMO_DET_CFG, *val, 'model.mode=off']),
-        'flops_plain': (flops, [DET_PLAIN_CFG, *val]),
-        'browse': (_tool('mmdet', 'analysis_tools/browse_dataset.py'), [
-            opt_in['det'], '--output-dir', 'browse', '--not-show',
-            '--cfg-options', *on_data('train_dataloader'),
-            'train_dataloader.dataset.pipeline.4.type=MultiBranchSideBySide'
-        ]),
-    }, root)
+    parts = _run_many(
+        {
+            'flops_cds': (flops, [DEMO_DET_CFG, *val]),
+            'flops_off': (flops, [DEMO_DET_CFG, *val, 'model.mode=off']),
+            'flops_plain': (flops, [DET_PLAIN_CFG, *val]),
+            'browse': (_tool('mmdet', 'analysis_tools/browse_dataset.py'), [
+                opt_in['det'], '--output-dir', 'browse', '--not-show',
+                '--cfg-options', *on_data('train_dataloader'),
+                'train_dataloader.dataset.pipeline.4.type='
+                'MultiBranchSideBySide'
+            ]),
+        }, root)
     return root, parts
 
 
@@ -228,20 +242,21 @@ def test_vis_tsne_on_cds_checkpoint(mmpretrain_cli, cls_run, plain_cls):
 
 def test_feature_extractor_and_inferencer_on_cds_checkpoint(
         cls_run, plain_cls):
-    from mmpretrain.apis import (FeatureExtractor,
-                                 ImageClassificationInferencer)
+    from mmpretrain.apis import FeatureExtractor, ImageClassificationInferencer
     cfg, ckpt, _ = cls_run
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
-              for _ in range(4)]
+    images = [
+        rng.integers(0, 256, (28, 28, 3), dtype=np.uint8) for _ in range(4)
+    ]
     tensors = [torch.from_numpy(img).permute(2, 0, 1) for img in images]
 
     from mmengine.registry import DefaultScope
+
     # as in a fresh process: other tests' Runners may have left another
     # default scope current
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        extractor = FeatureExtractor(str(cfg), pretrained=str(ckpt),
-                                     device='cpu')
+        extractor = FeatureExtractor(
+            str(cfg), pretrained=str(ckpt), device='cpu')
         got = torch.stack([f[0] for f in extractor(images, batch_size=4)])
         torch.testing.assert_close(got, _plain_feats(plain_cls, tensors))
 
@@ -250,15 +265,16 @@ def test_feature_extractor_and_inferencer_on_cds_checkpoint(
         got = np.stack([r['pred_scores'] for r in inferencer(images)])
     with torch.no_grad():
         data = plain_cls.data_preprocessor({'inputs': tensors}, False)
-        want = torch.stack([s.pred_score for s in plain_cls.predict(
-            data['inputs'])]).numpy()
+        want = torch.stack(
+            [s.pred_score for s in plain_cls.predict(data['inputs'])]).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_mmpretrain_get_flops_reports_the_plain_model(mmpretrain_cli):
     parts = mmpretrain_cli[1]
-    cds, off, plain = (_flops_and_params(parts[k])
-                       for k in ('flops_cds', 'flops_off', 'flops_plain'))
+    cds, off, plain = (
+        _flops_and_params(parts[k])
+        for k in ('flops_cds', 'flops_off', 'flops_plain'))
     assert cds[0] == off[0] == plain[0]  # FLOPs of extract_feat
     # the deployed model is mode='off', which builds no CDS projectors (this
     # tool takes no --cfg-options: the demo's *_base_* config sets it)
@@ -283,8 +299,9 @@ def test_mmpretrain_browse_dataset_shows_both_views(mmpretrain_cli):
 
 def test_mmdet_get_flops_reports_the_plain_model(mmdet_cli):
     parts = mmdet_cli[1]
-    cds, off, plain = (_flops_and_params(parts[k])
-                       for k in ('flops_cds', 'flops_off', 'flops_plain'))
+    cds, off, plain = (
+        _flops_and_params(parts[k])
+        for k in ('flops_cds', 'flops_off', 'flops_plain'))
     assert cds[0] == off[0] == plain[0]
     assert off[1] == plain[1]  # model.mode=off: no CDS heads
 
@@ -304,9 +321,12 @@ def _branch_results():
     rng = np.random.default_rng(0)
     return dict(
         img=rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
-        img_path='a.png', img_id=0, img_shape=(20, 30), ori_shape=(20, 30),
-        gt_bboxes=HorizontalBoxes(torch.tensor([[2., 3., 12., 15.],
-                                                [20., 1., 29., 9.]])),
+        img_path='a.png',
+        img_id=0,
+        img_shape=(20, 30),
+        ori_shape=(20, 30),
+        gt_bboxes=HorizontalBoxes(
+            torch.tensor([[2., 3., 12., 15.], [20., 1., 29., 9.]])),
         gt_bboxes_labels=np.array([0, 2]),
         gt_ignore_flags=np.array([False, False]))
 
@@ -318,12 +338,15 @@ def test_side_by_side_packs_every_branch():
 
     from cds_mm.datasets.transforms import MultiBranchSideBySide
     branches = dict(
-        branch_field=['main', 'cds'], main=[dict(type='PackDetInputs')],
-        cds=[dict(type='Resize', scale=(24, 16), keep_ratio=False),
-             dict(type='PackDetInputs')])
+        branch_field=['main', 'cds'],
+        main=[dict(type='PackDetInputs')],
+        cds=[
+            dict(type='Resize', scale=(24, 16), keep_ratio=False),
+            dict(type='PackDetInputs')
+        ])
     with DefaultScope.overwrite_default_scope('mmdet'):
-        side = TRANSFORMS.build(dict(type='MultiBranchSideBySide', gap=4,
-                                     **branches))
+        side = TRANSFORMS.build(
+            dict(type='MultiBranchSideBySide', gap=4, **branches))
         ref = MultiBranch(**branches)(_branch_results())
     assert isinstance(side, MultiBranchSideBySide)
     out = side(_branch_results())
@@ -350,9 +373,11 @@ def test_side_by_side_packs_every_branch():
 def test_mmdet_analyze_logs_plots_cds_losses(cls_run, tmp_path):
     _, _, scalars = cls_run
     keys = ['loss_cds_s0', 'loss_cds_s3', 'loss_cls']
-    out = _run([_tool('mmdet', 'analysis_tools/analyze_logs.py'),
-                'plot_curve', scalars, '--keys', *keys, '--backend', 'Agg',
-                '--out', tmp_path / 'curve.png'], tmp_path)
+    out = _run([
+        _tool('mmdet',
+              'analysis_tools/analyze_logs.py'), 'plot_curve', scalars,
+        '--keys', *keys, '--backend', 'Agg', '--out', tmp_path / 'curve.png'
+    ], tmp_path)
     for key in keys:
         assert f'metric is {key}' in out
     assert Image.open(tmp_path / 'curve.png').size[0] > 100

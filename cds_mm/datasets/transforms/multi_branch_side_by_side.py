@@ -59,8 +59,9 @@ class MultiBranchSideBySide(MultiBranch):
         packed = super().transform(results)
         if packed is None:
             return None
-        branches = [b for b in self.branch_field
-                    if packed['inputs'].get(b) is not None]
+        branches = [
+            b for b in self.branch_field if packed['inputs'].get(b) is not None
+        ]
         images = [packed['inputs'][b] for b in branches]
         samples = [packed['data_samples'][b] for b in branches]
         height = max(img.shape[1] for img in images)
@@ -76,8 +77,7 @@ class MultiBranchSideBySide(MultiBranch):
             left += w + self.gap
         sample = DetDataSample(metainfo=samples[0].metainfo)
         sample.gt_instances = InstanceData.cat(instances)
-        sample.set_metainfo(dict(img_shape=(height, width),
-                                 branches=branches))
+        sample.set_metainfo(dict(img_shape=(height, width), branches=branches))
         return dict(inputs=canvas, data_samples=sample)
 
     def __repr__(self) -> str:

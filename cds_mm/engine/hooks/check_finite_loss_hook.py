@@ -64,8 +64,8 @@ class CheckFiniteLossHook(Hook):
         where = ', '.join(f'{k}={v}' for k, v in bad.items()) or (
             'every loss is finite on this rank, but not on another one')
         last = runner.message_hub.get_info('last_ckpt')
-        kept = (f'the last checkpoint written is {last}' if last else
-                'no checkpoint was written before it')
+        kept = (f'the last checkpoint written is {last}'
+                if last else 'no checkpoint was written before it')
         raise FloatingPointError(
             f'Non-finite loss at iteration {runner.iter + 1} (epoch '
             f'{runner.epoch + 1}, batch {batch_idx + 1} of the epoch): '

@@ -1,4 +1,5 @@
-"""Expected Calibration Error (Guo et al. 2017) for single-label classifiers."""
+"""Expected Calibration Error (Guo et al. 2017) for single-label classifiers.
+"""
 import logging
 import os
 import os.path as osp
@@ -12,11 +13,12 @@ from mmengine.visualization import Visualizer
 
 
 def _default_out_dir() -> Optional[str]:
-    """The save dir of the current Visualizer's first backend that has one, else None.
+    """The save dir of the current Visualizer's first backend that has one,
+    else None.
 
-    A runner builds its visualizer with ``save_dir=<log_dir>`` and each backend then writes under
-    ``<log_dir>/vis_data``; that folder is returned. mmengine exposes a backend's folder only as
-    ``_save_dir``, hence the ``getattr``.
+    A runner builds its visualizer with ``save_dir=<log_dir>`` and each backend
+    then writes under ``<log_dir>/vis_data``; that folder is returned. mmengine
+    exposes a backend's folder only as ``_save_dir``, hence the ``getattr``.
     """
     try:
         vis = Visualizer.get_current_instance()
@@ -33,30 +35,36 @@ def _default_out_dir() -> Optional[str]:
 class ECEMetric(BaseMetric):
     """Expected / maximum calibration error and top-1 accuracy of a classifier.
 
-    The top-1 confidences are split into ``num_bins`` equal-width bins ``(k/M, (k+1)/M]`` (a
-    confidence of 0 joins the first bin). With ``B_k`` the samples of bin ``k``, ``N`` all samples,
-    ``acc_k`` the fraction of ``B_k`` whose top-1 class is right and ``conf_k`` their mean
-    confidence::
+    The top-1 confidences are split into ``num_bins`` equal-width bins ``(k/M,
+    (k+1)/M]`` (a confidence of 0 joins the first bin). With ``B_k`` the
+    samples of bin ``k``, ``N`` all samples, ``acc_k`` the fraction of ``B_k``
+    whose top-1 class is right and ``conf_k`` their mean confidence::
 
         ECE = 100 * sum_k |B_k| / N * |acc_k - conf_k|
         MCE = 100 * max_{k: |B_k| > 0} |acc_k - conf_k|
 
-    Reported, all in percent: ``{prefix}/ece``, ``{prefix}/mce`` and ``{prefix}/accuracy``.
+    Reported, all in percent: ``{prefix}/ece``, ``{prefix}/mce`` and
+    ``{prefix}/accuracy``.
 
     Args:
         num_bins (int): Number of equal-width confidence bins. Defaults to 15.
-        save_diagram (bool): Whether to write a reliability diagram PNG (bar per bin: accuracy,
-            with the gap to the mean confidence) at each evaluation. Defaults to True.
-        out_dir (str, optional): Folder for the diagram, created if needed. Defaults to None: the
-            current ``Visualizer``'s save dir (``<log_dir>/vis_data`` under a runner); when there
-            is none the diagram is skipped with a warning. The file is
-            ``{prefix}_reliability_diagram.png`` and each evaluation overwrites it.
-        collect_device (str): Device used to collect results across ranks, 'cpu' or 'gpu'.
-            Defaults to 'cpu'.
-        prefix (str, optional): Prefix of the metric names. Defaults to 'calib'.
+        save_diagram (bool): Whether to write a reliability diagram PNG (bar
+            per bin: accuracy, with the gap to the mean confidence) at each
+            evaluation. Defaults to True.
+        out_dir (str, optional): Folder for the diagram, created if needed.
+            Defaults to None: the current ``Visualizer``'s save dir
+            (``<log_dir>/vis_data`` under a runner); when there is none the
+            diagram is skipped with a warning. The file is
+            ``{prefix}_reliability_diagram.png`` and each evaluation overwrites
+            it.
+        collect_device (str): Device used to collect results across ranks,
+            'cpu' or 'gpu'. Defaults to 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Defaults to
+            'calib'.
 
     Shapes:
-        pred_score: (C,) class probabilities of one sample (each ``data_sample`` dict).
+        pred_score: (C,) class probabilities of one sample (each
+            ``data_sample`` dict).
         gt_label: (1,) or () int class id of one sample.
     """
     default_prefix: Optional[str] = 'calib'
@@ -79,32 +87,40 @@ class ECEMetric(BaseMetric):
 
         Args:
             data_batch: A batch of data from the dataloader (unused).
-            data_samples (Sequence[dict]): mmpretrain ``DataSample`` dicts with ``pred_score``
-                and ``gt_label``.
+            data_samples (Sequence[dict]): mmpretrain ``DataSample`` dicts with
+                ``pred_score`` and ``gt_label``.
         """
         for sample in data_samples:
             if 'pred_score' not in sample:
-                raise ValueError('ECEMetric needs `pred_score` in each data sample, got keys '
-                                 f'{sorted(sample.keys())}')
-            score = torch.as_tensor(sample['pred_score']).detach().cpu().float()
+                raise ValueError(
+                    'ECEMetric needs `pred_score` in each data sample, got '
+                    'keys '
+                    f'{sorted(sample.keys())}')
+            score = torch.as_tensor(
+                sample['pred_score']).detach().cpu().float()
             gt = torch.as_tensor(sample['gt_label']).reshape(-1)
             if gt.numel() != 1:
-                raise ValueError(f'gt_label must hold one class id, got {gt.numel()}: ECEMetric '
-                                 'is for single-label classification')
+                raise ValueError(
+                    f'gt_label must hold one class id, got {gt.numel()}: '
+                    'ECEMetric '
+                    'is for single-label classification')
             conf, pred = score.reshape(-1).max(dim=0)
-            self.results.append(dict(conf=float(conf), correct=bool(int(pred) == int(gt))))
+            self.results.append(
+                dict(conf=float(conf), correct=bool(int(pred) == int(gt))))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Compute ECE, MCE and top-1 accuracy from the stored results.
 
         Args:
-            results (list[dict]): ``dict(conf=float, correct=bool)`` per sample.
+            results (list[dict]): ``dict(conf=float, correct=bool)`` per
+                sample.
 
         Returns:
             dict[str, float]: ``ece``, ``mce`` and ``accuracy``, in percent.
         """
         conf = torch.tensor([r['conf'] for r in results], dtype=torch.float64)
-        correct = torch.tensor([r['correct'] for r in results], dtype=torch.float64)
+        correct = torch.tensor([r['correct'] for r in results],
+                               dtype=torch.float64)
         stats = self.bin_stats(conf, correct, self.num_bins)
         count, acc, mean_conf = stats['count'], stats['acc'], stats['conf']
         gap = (acc - mean_conf).abs()
@@ -127,7 +143,8 @@ class ECEMetric(BaseMetric):
             num_bins (int): Number of equal-width bins over [0, 1].
 
         Returns:
-            dict[str, Tensor]: ``count``, ``acc`` and ``conf`` (0 in empty bins) per bin.
+            dict[str, Tensor]: ``count``, ``acc`` and ``conf`` (0 in empty
+            bins) per bin.
 
         Shapes:
             conf: (N,) float64.
@@ -136,20 +153,34 @@ class ECEMetric(BaseMetric):
         """
         if conf.numel() == 0:
             raise ValueError('ECEMetric got no samples to evaluate')
-        inner_edges = torch.linspace(0, 1, num_bins + 1, dtype=torch.float64)[1:-1]
-        idx = torch.bucketize(conf, inner_edges, right=False)  # edges[k-1] < c <= edges[k]
-        count = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, idx, torch.ones_like(conf))
-        hits = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, idx, correct)
-        confs = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, idx, conf)
+        inner_edges = torch.linspace(
+            0, 1, num_bins + 1, dtype=torch.float64)[1:-1]
+        # edges[k-1] < c <= edges[k]
+        idx = torch.bucketize(conf, inner_edges, right=False)
+        count = torch.zeros(
+            num_bins, dtype=torch.float64).index_add_(0, idx,
+                                                      torch.ones_like(conf))
+        hits = torch.zeros(
+            num_bins, dtype=torch.float64).index_add_(0, idx, correct)
+        confs = torch.zeros(
+            num_bins, dtype=torch.float64).index_add_(0, idx, conf)
         denom = count.clamp(min=1)
         return dict(count=count, acc=hits / denom, conf=confs / denom)
 
-    def _save_diagram(self, stats: Dict[str, torch.Tensor], ece: float) -> None:
-        """Write the reliability diagram to ``out_dir`` (or the Visualizer's save dir)."""
-        out_dir = self.out_dir if self.out_dir is not None else _default_out_dir()
+    def _save_diagram(self, stats: Dict[str, torch.Tensor],
+                      ece: float) -> None:
+        """Write the reliability diagram to ``out_dir`` (or the Visualizer's
+        save dir)."""
+        out_dir = self.out_dir
         if out_dir is None:
-            print_log('ECEMetric: no out_dir and no Visualizer save dir, reliability diagram '
-                      'skipped', logger='current', level=logging.WARNING)
+            out_dir = _default_out_dir()
+        if out_dir is None:
+            print_log(
+                'ECEMetric: no out_dir and no Visualizer save dir, '
+                'reliability diagram '
+                'skipped',
+                logger='current',
+                level=logging.WARNING)
             return
         # Figure + Agg canvas, not pyplot: no global backend switch, no GUI
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -157,16 +188,32 @@ class ECEMetric(BaseMetric):
 
         m = self.num_bins
         centers = (torch.arange(m, dtype=torch.float64) + 0.5) / m
-        acc, conf = stats['acc'], stats['conf']  # both 0 in empty bins: no bar drawn
+        # both 0 in empty bins: no bar drawn
+        acc, conf = stats['acc'], stats['conf']
         fig = Figure(figsize=(4, 4), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        ax.bar(centers.numpy(), acc.numpy(), width=1 / m, edgecolor='black', label='accuracy')
-        ax.bar(centers.numpy(), (conf - acc).numpy(), bottom=acc.numpy(), width=1 / m,
-               color='red', alpha=0.3, edgecolor='red', label='gap')
+        ax.bar(
+            centers.numpy(),
+            acc.numpy(),
+            width=1 / m,
+            edgecolor='black',
+            label='accuracy')
+        ax.bar(
+            centers.numpy(), (conf - acc).numpy(),
+            bottom=acc.numpy(),
+            width=1 / m,
+            color='red',
+            alpha=0.3,
+            edgecolor='red',
+            label='gap')
         ax.plot([0, 1], [0, 1], 'k--', linewidth=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy',
-               title=f'{self.prefix or ""} ECE = {ece:.2f}%'.strip())
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel='confidence',
+            ylabel='accuracy',
+            title=f'{self.prefix or ""} ECE = {ece:.2f}%'.strip())
         ax.legend(loc='upper left')
         os.makedirs(out_dir, exist_ok=True)
         name = f'{self.prefix}_reliability_diagram.png' if self.prefix else \

@@ -108,8 +108,8 @@ class CDSClassifier(BaseModel):
             if data_preprocessor is None:
                 data_preprocessor = MultiViewClsDataPreprocessor(
                     inner.data_preprocessor)
-            super().__init__(data_preprocessor=data_preprocessor,
-                             init_cfg=init_cfg)
+            super().__init__(
+                data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.classifier = inner
         self.mode = mode
         self.joint_batch = joint_batch
@@ -156,26 +156,29 @@ class CDSClassifier(BaseModel):
         if self.mode == 'dsn':
             with self.taps.capture() as feats1:
                 losses = self.classifier.loss(view1, data_samples)
-            losses.update(self.cds_head.loss(
-                feats1, labels=_dsn_targets(data_samples, view1.device)))
+            losses.update(
+                self.cds_head.loss(
+                    feats1, labels=_dsn_targets(data_samples, view1.device)))
             return _rename_task_loss(losses)
 
         if self.joint_batch:
             n = view1.shape[0]
             with self.taps.capture() as both:
                 feats = self.classifier.extract_feat(torch.cat([view1, view2]))
-            losses = self.classifier.head.loss(take_rows(feats, range(n)),
-                                               data_samples)
+            losses = self.classifier.head.loss(
+                take_rows(feats, range(n)), data_samples)
             feats1, feats2 = [f[:n] for f in both], [f[n:] for f in both]
         else:
             with self.taps.capture() as feats1:
                 losses = self.classifier.loss(view1, data_samples)
             feats2 = self._tapped(view2)
-        losses.update(self._contrast(
-            *self.cds_head.project_views(feats1, feats2), data_samples))
+        losses.update(
+            self._contrast(*self.cds_head.project_views(feats1, feats2),
+                           data_samples))
         return _rename_task_loss(losses)
 
-    def predict(self, inputs: Union[Tensor, List[Tensor]],
+    def predict(self,
+                inputs: Union[Tensor, List[Tensor]],
                 data_samples: Optional[List[DataSample]] = None,
                 **kwargs) -> List[DataSample]:
         """The plain classifier's prediction (heads unused)."""
@@ -217,10 +220,13 @@ class CDSClassifier(BaseModel):
         ``mixed_rows``); ``z1``, ``z2``: lists of (N, D_i)."""
         labels = _hard_labels(data_samples, z1[0].device)
         if self.mixed_rows == 'skip':
-            keep = [i for i, s in enumerate(data_samples)
-                    if not s.get('batch_augmented', False)]
-            z1, z2, labels = (take_rows(z1, keep), take_rows(z2, keep),
-                              labels[keep])
+            keep = [
+                i for i, s in enumerate(data_samples)
+                if not s.get('batch_augmented', False)
+            ]
+            z1, z2, labels = (take_rows(z1,
+                                        keep), take_rows(z2,
+                                                         keep), labels[keep])
         return self.cds_head.loss_by_projections(z1, z2, labels)
 
     def _tapped(self, inputs: Tensor) -> List[Tensor]:

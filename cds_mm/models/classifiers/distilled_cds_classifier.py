@@ -1,4 +1,5 @@
-"""Distilled CDS: a CDS student learns from a frozen CDS teacher's logits and head embeddings."""
+"""Distilled CDS: a CDS student learns from a frozen CDS teacher's logits and
+head embeddings."""
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -58,20 +59,23 @@ class DistilledCDSClassifier(CDSClassifier):
         kd_loss (dict): Logit distillation loss. Defaults to
             ``dict(type='KDLoss', temperature=4.0, loss_weight=1.0)``.
         embed_weight (float | list[float]): Weight of each tap's embedding
-            matching; 0 turns it off. Defaults to 0.1 (the authors' CIFAR value).
+            matching; 0 turns it off. Defaults to 0.1 (the authors' CIFAR
+            value).
         **kwargs: Arguments of :class:`CDSClassifier` for the student.
 
     Shapes:
         inputs (loss): list of 2 tensors (N, C, H, W) (``mode='cds'``), or
             one tensor / list when ``mode='off'`` (view 1 is used).
-        logits: (N, num_classes); embeddings: (N, D_i) student, (N, D_t) teacher.
+        logits: (N, num_classes); embeddings: (N, D_i) student, (N, D_t)
+            teacher.
     """
 
     def __init__(self,
                  teacher: Union[dict, str],
                  teacher_ckpt: str,
                  teacher_heads_ckpt: Optional[str] = None,
-                 kd_loss: dict = dict(type='KDLoss', temperature=4.0, loss_weight=1.0),
+                 kd_loss: dict = dict(
+                     type='KDLoss', temperature=4.0, loss_weight=1.0),
                  embed_weight: Union[float, Sequence[float]] = 0.1,
                  **kwargs):
         super().__init__(**kwargs)
@@ -84,29 +88,36 @@ class DistilledCDSClassifier(CDSClassifier):
             self.teacher = MODELS.build(teacher_cfg)
             self.kd_loss = MODELS.build(kd_loss)
         if not isinstance(self.teacher, CDSClassifier):
-            raise ValueError('model.teacher must build a CDSClassifier (got '
-                             f'{type(self.teacher).__name__}): wrap the teacher classifier '
-                             "as in its CDS training config")
+            raise ValueError(
+                'model.teacher must build a CDSClassifier (got '
+                f'{type(self.teacher).__name__}): wrap the teacher classifier '
+                "as in its CDS training config")
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.teacher.eval()
-        self.teacher_ckpt, self.teacher_heads_ckpt = teacher_ckpt, teacher_heads_ckpt
+        self.teacher_ckpt = teacher_ckpt
+        self.teacher_heads_ckpt = teacher_heads_ckpt
 
         n_taps = len(self.taps.names)
-        self.embed_weights = per_tap_weights(embed_weight, n_taps, 'model',
-                                             name='embed_weight')
+        self.embed_weights = per_tap_weights(
+            embed_weight, n_taps, 'model', name='embed_weight')
         self.match_embeddings = self.mode == 'cds' and any(self.embed_weights)
         self.kd_adapters = nn.ModuleList()
         if self.match_embeddings:
-            if self.teacher.mode != 'cds' or len(self.teacher.taps.names) != n_taps:
+            if self.teacher.mode != 'cds' or len(
+                    self.teacher.taps.names) != n_taps:
                 raise ValueError(
-                    'embedding matching pairs student head i with teacher head i: the teacher '
-                    f"needs mode='cds' and {n_taps} taps, got mode={self.teacher.mode!r} with "
-                    f'{len(self.teacher.taps.names)} taps (or set model.embed_weight=0)')
-            for ps, pt in zip(self.cds_head.projectors, self.teacher.cds_head.projectors):
-                self.kd_adapters.append(
-                    nn.Identity() if ps.out_channels == pt.out_channels else
-                    nn.Linear(ps.out_channels, pt.out_channels))
+                    'embedding matching pairs student head i with teacher '
+                    'head i: the teacher '
+                    f"needs mode='cds' and {n_taps} taps, got "
+                    f"mode={self.teacher.mode!r} with "
+                    f'{len(self.teacher.taps.names)} taps (or set '
+                    'model.embed_weight=0)')
+            for ps, pt in zip(self.cds_head.projectors,
+                              self.teacher.cds_head.projectors):
+                self.kd_adapters.append(nn.Identity() if ps.out_channels ==
+                                        pt.out_channels else nn.Linear(
+                                            ps.out_channels, pt.out_channels))
 
     def train(self, mode: bool = True) -> 'DistilledCDSClassifier':
         """Set the student's mode; the teacher stays in eval mode."""
@@ -115,13 +126,15 @@ class DistilledCDSClassifier(CDSClassifier):
         return self
 
     def init_weights(self) -> None:
-        """Initialise the student, then load the teacher's checkpoint (strict)."""
+        """Initialise the student, then load the teacher's checkpoint (strict).
+        """
         super().init_weights()
         self._load_teacher()
 
     def loss(self, inputs: Union[Tensor, List[Tensor]],
              data_samples: List[DataSample]) -> Dict[str, Tensor]:
-        """Student CE (+ CDS) plus logit KD (+ head-to-head embedding matching)."""
+        """Student CE (+ CDS) plus logit KD (+ head-to-head embedding
+        matching)."""
         view1, view2 = split_views(inputs, self.mode == 'cds')
         with self.taps.capture() as s_feats1, \
                 self.logits_tap.capture() as s_logits:
@@ -139,40 +152,50 @@ class DistilledCDSClassifier(CDSClassifier):
         if self.mode == 'off':
             return _rename_task_loss(losses)
         if self.mode == 'dsn':
-            losses.update(self.cds_head.loss(
-                s_feats1, labels=_dsn_targets(data_samples, view1.device)))
+            losses.update(
+                self.cds_head.loss(
+                    s_feats1, labels=_dsn_targets(data_samples, view1.device)))
             return _rename_task_loss(losses)
         s_z = self.cds_head.project_views(s_feats1, self._tapped(view2))
         losses.update(self._contrast(*s_z, data_samples))
         if self.match_embeddings:
-            for i, (adapter, w) in enumerate(zip(self.kd_adapters, self.embed_weights)):
+            for i, (adapter,
+                    w) in enumerate(zip(self.kd_adapters, self.embed_weights)):
                 student = adapter(torch.cat([s_z[0][i], s_z[1][i]]))
                 target = torch.cat([t_z[0][i], t_z[1][i]])
-                losses[f'loss_embed_s{i}'] = w * (student - target).pow(2).sum(1).mean()
+                losses[f'loss_embed_s{i}'] = w * (student -
+                                                  target).pow(2).sum(1).mean()
         return _rename_task_loss(losses)
 
     def _load_teacher(self) -> None:
         state_dict = _read_state_dict(self.teacher_ckpt, 'model.teacher_ckpt')
         if self.teacher_heads_ckpt is not None:
-            state_dict.update(_read_state_dict(self.teacher_heads_ckpt,
-                                               'model.teacher_heads_ckpt'))
-        hint = ('give the plain.pth that tools/export_plain.py wrote for the teacher '
+            state_dict.update(
+                _read_state_dict(self.teacher_heads_ckpt,
+                                 'model.teacher_heads_ckpt'))
+        hint = ('give the plain.pth that tools/export_plain.py wrote for the '
+                'teacher '
                 'config, and that config as model.teacher')
         try:
-            missing, unexpected = self.teacher.load_state_dict(state_dict, strict=False)
+            missing, unexpected = self.teacher.load_state_dict(
+                state_dict, strict=False)
         except RuntimeError as e:  # shape mismatches
-            raise ValueError(f'model.teacher_ckpt {self.teacher_ckpt!r} does not fit '
-                             f'model.teacher ({hint}):\n{e}') from e
+            raise ValueError(
+                f'model.teacher_ckpt {self.teacher_ckpt!r} does not fit '
+                f'model.teacher ({hint}):\n{e}') from e
         missing_heads = [k for k in missing if k.startswith('cds_head.')]
         missing = [k for k in missing if not k.startswith('cds_head.')]
         if missing or unexpected:
             raise ValueError(
-                f'model.teacher_ckpt {self.teacher_ckpt!r} does not fit model.teacher: '
+                f'model.teacher_ckpt {self.teacher_ckpt!r} does not fit '
+                'model.teacher: '
                 f'missing {missing[:5]}, unexpected {unexpected[:5]} ({hint})')
         if missing_heads and self.match_embeddings:
             raise ValueError(
-                "embedding matching needs the teacher's CDS heads, but the teacher checkpoints "
-                f'hold no {missing_heads[0]!r}: set model.teacher_heads_ckpt to the heads.pth '
+                "embedding matching needs the teacher's CDS heads, but the "
+                "teacher checkpoints "
+                f'hold no {missing_heads[0]!r}: set model.teacher_heads_ckpt '
+                'to the heads.pth '
                 'of the teacher export, or model.embed_weight=0')
 
 
@@ -180,20 +203,24 @@ def _teacher_model_cfg(teacher: Union[dict, str]) -> dict:
     if isinstance(teacher, dict):
         return dict(teacher)
     if not isinstance(teacher, str):
-        raise TypeError(f'model.teacher must be a model dict or a config path, got {teacher!r}')
+        raise TypeError(
+            'model.teacher must be a model dict or a config path, got '
+            f'{teacher!r}')
     if '::' in teacher:
         cfg = get_config(teacher)
     elif osp.isfile(teacher):
         cfg = Config.fromfile(teacher)
     else:
-        raise FileNotFoundError(f'model.teacher: config file {teacher!r} not found (paths are '
-                                'relative to the working directory, the repo root for tools/)')
+        raise FileNotFoundError(
+            f'model.teacher: config file {teacher!r} not found (paths are '
+            'relative to the working directory, the repo root for tools/)')
     return cfg.model.to_dict()
 
 
 def _read_state_dict(path: str, key: str) -> dict:
     if not path or not osp.isfile(path):
-        raise FileNotFoundError(f'{key}: checkpoint {path!r} not found; export the trained '
-                                'teacher with tools/export_plain.py first')
+        raise FileNotFoundError(
+            f'{key}: checkpoint {path!r} not found; export the trained '
+            'teacher with tools/export_plain.py first')
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     return dict(ckpt.get('state_dict', ckpt))

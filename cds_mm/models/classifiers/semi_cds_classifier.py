@@ -1,4 +1,5 @@
-"""Semi-supervised CDS: labelled images get CE + CDS, unlabelled ones only SimCLR."""
+"""Semi-supervised CDS: labelled images get CE + CDS, unlabelled ones only
+SimCLR."""
 from typing import Dict, List, Union
 
 from mmpretrain.registry import MODELS
@@ -44,13 +45,18 @@ class SemiCDSClassifier(CDSClassifier):
     def __init__(self, unlabelled_weight: float = 1.0, **kwargs):
         mode = kwargs.get('mode', 'cds')
         if mode not in ('cds', 'off'):
-            raise ValueError("SemiCDSClassifier: model.mode must be 'cds' or 'off' (DSN needs "
-                             f'labels on every image), got {mode!r}')
+            raise ValueError(
+                "SemiCDSClassifier: model.mode must be 'cds' or 'off' (DSN "
+                "needs "
+                f'labels on every image), got {mode!r}')
         if kwargs.get('joint_batch'):
-            raise ValueError('SemiCDSClassifier: model.joint_batch is not supported; view 1 '
-                             'of all images already runs as one batch')
+            raise ValueError(
+                'SemiCDSClassifier: model.joint_batch is not supported; view '
+                '1 '
+                'of all images already runs as one batch')
         if unlabelled_weight < 0:
-            raise ValueError(f'model.unlabelled_weight must be >= 0, got {unlabelled_weight}')
+            raise ValueError('model.unlabelled_weight must be >= 0, got '
+                             f'{unlabelled_weight}')
         super().__init__(**kwargs)
         self.unlabelled_weight = float(unlabelled_weight)
         if mode == 'cds':
@@ -63,7 +69,8 @@ class SemiCDSClassifier(CDSClassifier):
 
     def loss(self, inputs: Union[Tensor, List[Tensor]],
              data_samples: List[DataSample]) -> Dict[str, Tensor]:
-        """CE on the labelled rows, SupCon / SimCLR on the labelled / unlabelled rows."""
+        """CE on the labelled rows, SupCon / SimCLR on the labelled /
+        unlabelled rows."""
         view1, view2 = split_views(inputs, self.mode == 'cds')
         lab = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
         unl = [i for i, ds in enumerate(data_samples) if 'gt_label' not in ds]
@@ -71,28 +78,38 @@ class SemiCDSClassifier(CDSClassifier):
         if self.mode == 'off':
             if not lab:
                 return dict(loss_cls=self._zero(view1))
-            return _rename_task_loss(self.classifier.loss(view1[lab], lab_samples))
+            return _rename_task_loss(
+                self.classifier.loss(view1[lab], lab_samples))
 
         with self.taps.capture() as feats1:
             feats = self.classifier.extract_feat(view1)
         feats2 = self._tapped(view2)
         losses = {}
         if lab:
-            losses.update(self.classifier.head.loss(take_rows(feats, lab), lab_samples))
-        else:  # keeps the key and the head in the graph (DDP) when a batch has no labels
+            losses.update(
+                self.classifier.head.loss(take_rows(feats, lab), lab_samples))
+        # keeps the key and the head in the graph (DDP) when a batch has no
+        # labels
+        else:
             losses['loss'] = self._zero(view1)
         z1, z2 = self.cds_head.project_views(feats1, feats2)
         if lab:
-            losses.update(self.cds_head.loss_by_projections(
-                take_rows(z1, lab), take_rows(z2, lab),
-                _hard_labels(lab_samples, view1.device)))
+            losses.update(
+                self.cds_head.loss_by_projections(
+                    take_rows(z1, lab), take_rows(z2, lab),
+                    _hard_labels(lab_samples, view1.device)))
         if unl:
-            losses.update(self.cds_head.loss_by_projections(
-                take_rows(z1, unl), take_rows(z2, unl), None, prefix='loss_unsup',
-                weight=self.unlabelled_weight))
+            losses.update(
+                self.cds_head.loss_by_projections(
+                    take_rows(z1, unl),
+                    take_rows(z2, unl),
+                    None,
+                    prefix='loss_unsup',
+                    weight=self.unlabelled_weight))
         return _rename_task_loss(losses)
 
     def _zero(self, ref: Tensor) -> Tensor:
-        """0 that depends on every trainable parameter (no unused ones under DDP)."""
-        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0. + ref.sum() * 0.
-
+        """0 that depends on every trainable parameter (no unused ones under
+        DDP)."""
+        return sum(p.sum() for p in self.parameters()
+                   if p.requires_grad) * 0. + ref.sum() * 0.

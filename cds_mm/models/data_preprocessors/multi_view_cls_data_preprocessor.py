@@ -68,16 +68,16 @@ class MultiViewClsDataPreprocessor(BaseDataPreprocessor):
             self.data_preprocessor(dict(inputs=v, data_samples=None),
                                    False)['inputs'] for v in views[1:]
         ]
-        return dict(inputs=[out['inputs']] + rest,
-                    data_samples=out['data_samples'])
+        return dict(
+            inputs=[out['inputs']] + rest, data_samples=out['data_samples'])
 
     def _task_view(self, inputs, samples: Optional[list],
                    training: bool) -> dict:
         inner = self.data_preprocessor
         if samples and not all('gt_label' in s for s in samples):
             out = inner(dict(inputs=inputs, data_samples=None), training)
-            return dict(inputs=out['inputs'],
-                        data_samples=self.cast_data(samples))
+            return dict(
+                inputs=out['inputs'], data_samples=self.cast_data(samples))
         augment = getattr(inner, 'batch_augments', None)
         if not (training and samples and augment is not None):
             return inner(dict(inputs=inputs, data_samples=samples), training)

@@ -49,7 +49,8 @@ class CDSDetector(BaseDetector):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
 
     Shapes:
-        multi_batch_inputs (loss): ``{'main': (N, 3, H, W), 'cds': (N, 3, H', W')}``.
+        multi_batch_inputs (loss): ``{'main': (N, 3, H, W), 'cds': (N, 3, H',
+            W')}``.
         batch_inputs (predict): (N, 3, H, W).
     """
 
@@ -67,25 +68,29 @@ class CDSDetector(BaseDetector):
             raise ValueError(f'model.mode must be one of {DET_MODES} for '
                              f'detectors, got {mode!r}')
         if mode == 'cds' and cds_head is None and instance_head is None:
-            raise ValueError("mode='cds' needs cds_head, instance_head or both")
+            raise ValueError(
+                "mode='cds' needs cds_head, instance_head or both")
         detector = copy.deepcopy(dict(detector))
         if data_preprocessor is None:
             data_preprocessor = dict(
                 type='mmdet.MultiBranchDataPreprocessor',
                 data_preprocessor=detector['data_preprocessor'])
         with build_scope(MODELS):
-            super().__init__(data_preprocessor=data_preprocessor,
-                             init_cfg=init_cfg)
+            super().__init__(
+                data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.detector = MODELS.build(detector)
         self.mode = mode
         self.cds_head = self._build_head(cds_head, 'cds_head', probe_size)
         self.instance_head = self._build_head(instance_head, 'instance_head',
                                               probe_size)
         load_plain_checkpoints(self, 'detector')
-        names = [n for head in (self.cds_head, self.instance_head) if head
-                 for n in head.taps]
-        self.taps = FeatureTaps(self.detector, list(dict.fromkeys(names)),
-                                'cds_head.taps/instance_head.taps') if names else None
+        names = [
+            n for head in (self.cds_head, self.instance_head) if head
+            for n in head.taps
+        ]
+        self.taps = FeatureTaps(
+            self.detector, list(dict.fromkeys(names)),
+            'cds_head.taps/instance_head.taps') if names else None
         self._view2_needs_neck = any(n.startswith('neck.') for n in names)
 
     def _build_head(self, cfg: Optional[dict], key: str, probe_size: int):
@@ -103,22 +108,26 @@ class CDSDetector(BaseDetector):
         with build_scope(MODELS):
             return MODELS.build(cfg)
 
-    def loss(self, multi_batch_inputs: Union[Dict[str, Tensor], Tensor],
-             multi_batch_data_samples: Union[Dict[str, SampleList], SampleList]
-             ) -> dict:
+    def loss(
+        self, multi_batch_inputs: Union[Dict[str, Tensor], Tensor],
+        multi_batch_data_samples: Union[Dict[str, SampleList], SampleList]
+    ) -> dict:
         """Detector losses on view 1 plus ``loss_cds_*`` per tapped level."""
         if self.mode == 'off' and not isinstance(multi_batch_inputs, dict):
-            return self.detector.loss(multi_batch_inputs, multi_batch_data_samples)
+            return self.detector.loss(multi_batch_inputs,
+                                      multi_batch_data_samples)
         if not isinstance(multi_batch_inputs, dict) or set(
                 self.branches) - set(multi_batch_inputs):
             raise ValueError(
                 'CDSDetector needs the branches {main, cds}: end the train '
                 "pipeline with MultiBranch(branch_field=['main', 'cds'], ...) "
                 'and use MultiBranchDataPreprocessor')
-        inputs1, samples1 = multi_batch_inputs['main'], multi_batch_data_samples['main']
+        inputs1, samples1 = multi_batch_inputs[
+            'main'], multi_batch_data_samples['main']
         if self.mode == 'off':
             return self.detector.loss(inputs1, samples1)
-        inputs2, samples2 = multi_batch_inputs['cds'], multi_batch_data_samples['cds']
+        inputs2, samples2 = multi_batch_inputs[
+            'cds'], multi_batch_data_samples['cds']
 
         with self.taps.capture() as tapped1:
             losses = self.detector.loss(inputs1, samples1)
@@ -131,26 +140,30 @@ class CDSDetector(BaseDetector):
         by_name2 = dict(zip(self.taps.names, tapped2))
 
         if self.cds_head is not None:
-            losses.update(self.cds_head.loss(
-                [by_name1[n] for n in self.cds_head.taps],
-                [by_name2[n] for n in self.cds_head.taps]))
+            losses.update(
+                self.cds_head.loss([by_name1[n] for n in self.cds_head.taps],
+                                   [by_name2[n] for n in self.cds_head.taps]))
         if self.instance_head is not None:
             taps = self.instance_head.taps
-            losses.update(self.instance_head.loss(
-                [by_name1[n] for n in taps], [by_name2[n] for n in taps],
-                [get_box_tensor(s.gt_instances.bboxes) for s in samples1],
-                [get_box_tensor(s.gt_instances.bboxes) for s in samples2],
-                [s.gt_instances.labels for s in samples1],
-                (inputs1.shape[-2:], inputs2.shape[-2:])))
+            losses.update(
+                self.instance_head.loss(
+                    [by_name1[n] for n in taps], [by_name2[n] for n in taps],
+                    [get_box_tensor(s.gt_instances.bboxes) for s in samples1],
+                    [get_box_tensor(s.gt_instances.bboxes) for s in samples2],
+                    [s.gt_instances.labels for s in samples1],
+                    (inputs1.shape[-2:], inputs2.shape[-2:])))
         return losses
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """The plain detector's prediction (heads unused)."""
-        return self.detector.predict(batch_inputs, batch_data_samples,
-                                     rescale=rescale)
+        return self.detector.predict(
+            batch_inputs, batch_data_samples, rescale=rescale)
 
-    def _forward(self, batch_inputs: Tensor,
+    def _forward(self,
+                 batch_inputs: Tensor,
                  batch_data_samples: Optional[SampleList] = None) -> Tuple:
         """The plain detector's raw outputs."""
         return self.detector._forward(batch_inputs, batch_data_samples)

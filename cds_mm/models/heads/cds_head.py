@@ -89,17 +89,18 @@ class CDSHead(BaseModule):
         projections: list of (N, D_i), L2-normalised.
     """
 
-    def __init__(self,
-                 taps: Sequence[str],
-                 in_channels: Optional[Sequence[int]] = None,
-                 mode: str = 'cds',
-                 loss_weight: Union[float, Sequence[float]] = 0.1,
-                 projector: Union[dict, Sequence[dict]] = dict(
-                     type='SepConvProjector'),
-                 loss: dict = dict(type='SupConLoss', temperature=0.07),
-                 use_labels: bool = True,
-                 num_classes: Optional[int] = None,
-                 init_cfg: Optional[dict] = None):
+    def __init__(
+            self,
+            taps: Sequence[str],
+            in_channels: Optional[Sequence[int]] = None,
+            mode: str = 'cds',
+            loss_weight: Union[float, Sequence[float]] = 0.1,
+            projector: Union[dict,
+                             Sequence[dict]] = dict(type='SepConvProjector'),
+            loss: dict = dict(type='SupConLoss', temperature=0.07),
+            use_labels: bool = True,
+            num_classes: Optional[int] = None,
+            init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
@@ -146,7 +147,9 @@ class CDSHead(BaseModule):
         if self.mode == 'off':
             return []
         self._check_feats(feats)
-        return [F.normalize(p(f), dim=1) for p, f in zip(self.projectors, feats)]
+        return [
+            F.normalize(p(f), dim=1) for p, f in zip(self.projectors, feats)
+        ]
 
     def loss(self,
              feats: Sequence[Tensor],
@@ -160,8 +163,8 @@ class CDSHead(BaseModule):
             if labels is None:
                 raise ValueError("mode='dsn' needs class labels")
             return {
-                f'loss_dsn_s{i}': self._weight(i) * F.cross_entropy(
-                    fc(proj(f)), labels)
+                f'loss_dsn_s{i}':
+                self._weight(i) * F.cross_entropy(fc(proj(f)), labels)
                 for i, (proj, fc, f) in enumerate(
                     zip(self.projectors, self.classifiers, feats))
             }
@@ -170,9 +173,9 @@ class CDSHead(BaseModule):
         return self.loss_by_projections(
             *self.project_views(feats, feats_view2), labels)
 
-    def project_views(self, feats: Sequence[Tensor],
-                      feats_view2: Sequence[Tensor]
-                      ) -> Tuple[List[Tensor], List[Tensor]]:
+    def project_views(
+            self, feats: Sequence[Tensor], feats_view2: Sequence[Tensor]
+    ) -> Tuple[List[Tensor], List[Tensor]]:
         """Projections of both views: two lists of (N, D_i), L2-normalised."""
         self._check_feats(feats)
         self._check_feats(feats_view2)
@@ -187,7 +190,9 @@ class CDSHead(BaseModule):
             z2.append(z[f1.shape[0]:])
         return z1, z2
 
-    def loss_by_projections(self, z1: Sequence[Tensor], z2: Sequence[Tensor],
+    def loss_by_projections(self,
+                            z1: Sequence[Tensor],
+                            z2: Sequence[Tensor],
                             labels: Optional[Tensor] = None,
                             prefix: str = 'loss_cds',
                             weight: float = 1.0) -> Dict[str, Tensor]:
@@ -198,8 +203,8 @@ class CDSHead(BaseModule):
         """
         labels = labels if self.use_labels else None
         return {
-            f'{prefix}_s{i}': weight * self._weight(i) * self.loss_module(
-                torch.stack([a, b], dim=1), labels)  # (N, 2, D)
+            f'{prefix}_s{i}': weight * self._weight(i) *
+            self.loss_module(torch.stack([a, b], dim=1), labels)  # (N, 2, D)
             for i, (a, b) in enumerate(zip(z1, z2))
         }
 

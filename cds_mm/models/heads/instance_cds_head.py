@@ -96,9 +96,9 @@ class InstanceCDSHead(BaseModule):
         self.use_labels = use_labels
         self.max_boxes_per_image = max_boxes_per_image
         self.weight_scale = 1.0
-        self.projectors = build_projectors(copy.deepcopy(projector),
-                                           self.in_channels,
-                                           'instance_head.projector')
+        self.projectors = build_projectors(
+            copy.deepcopy(projector), self.in_channels,
+            'instance_head.projector')
         self.loss_module = MODELS.build(loss)
         self._warned_one_label = False
 
@@ -116,8 +116,8 @@ class InstanceCDSHead(BaseModule):
                                                       labels)
         ids = self._contrast_ids(box_labels)
         losses = {}
-        for i, (proj, f1, f2) in enumerate(
-                zip(self.projectors, feats, feats_view2)):
+        for i, (proj, f1,
+                f2) in enumerate(zip(self.projectors, feats, feats_view2)):
             r1 = self._roi_features(f1, rois1, input_sizes[0])
             r2 = self._roi_features(f2, rois2, input_sizes[1])
             n = r1.shape[0]
@@ -183,7 +183,8 @@ class InstanceCDSHead(BaseModule):
                 'batches use SimCLR over boxes (positive: the same box in '
                 'the other view). Set instance_head.use_labels=False to use '
                 'SimCLR always and silence this warning.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
             self._warned_one_label = True
         return None
 
@@ -191,6 +192,9 @@ class InstanceCDSHead(BaseModule):
                       input_size: Sequence[int]) -> Tensor:
         """RoIAlign on one level: (M, C, roi_size, roi_size), M may be 0."""
         scale = feat.shape[-1] / float(input_size[-1])
-        return roi_align(feat, [r.to(feat.dtype) for r in rois],
-                         output_size=self.roi_size, spatial_scale=scale,
-                         sampling_ratio=2, aligned=True)
+        return roi_align(
+            feat, [r.to(feat.dtype) for r in rois],
+            output_size=self.roi_size,
+            spatial_scale=scale,
+            sampling_ratio=2,
+            aligned=True)

@@ -1,8 +1,8 @@
 """Projection heads for CDS: the authors' SepConv stack and a SimCLR-style MLP.
 
-Both map an intermediate feature map to one vector per sample and stop there: the CDS head
-L2-normalises. Both are registered in the mmengine root ``MODELS`` registry, so the ``mmdet`` and
-``mmpretrain`` scopes find them.
+Both map an intermediate feature map to one vector per sample and stop there:
+the CDS head L2-normalises. Both are registered in the mmengine root ``MODELS``
+registry, so the ``mmdet`` and ``mmpretrain`` scopes find them.
 """
 import logging
 import math
@@ -24,17 +24,22 @@ _syncbn_warned = False
 def _norm_cfg(norm_cfg: dict, one_d: bool = False) -> dict:
     """Copy of ``norm_cfg`` that can be built here.
 
-    'SyncBN' becomes 'BN' when torch.distributed is not initialised (warned once); with
-    ``one_d`` 'BN'/'BN2d' becomes 'BN1d' for (N, C) inputs.
+    'SyncBN' becomes 'BN' when torch.distributed is not initialised (warned
+    once); with ``one_d`` 'BN'/'BN2d' becomes 'BN1d' for (N, C) inputs.
     """
     global _syncbn_warned
     cfg = dict(norm_cfg)
-    if cfg.get('type') == 'SyncBN' and not (dist.is_available() and dist.is_initialized()):
+    if cfg.get('type') == 'SyncBN' and not (dist.is_available()
+                                            and dist.is_initialized()):
         if not _syncbn_warned:
-            print_log("Projector norm_cfg type 'SyncBN' needs an initialised torch.distributed "
-                      "process group; using 'BN' on this single process. Set "
-                      "norm_cfg=dict(type='BN') in the projector config to silence this.",
-                      logger='current', level=logging.WARNING)
+            print_log(
+                "Projector norm_cfg type 'SyncBN' needs an initialised "
+                "torch.distributed "
+                "process group; using 'BN' on this single process. Set "
+                "norm_cfg=dict(type='BN') in the projector config to silence "
+                "this.",
+                logger='current',
+                level=logging.WARNING)
             _syncbn_warned = True
         cfg['type'] = 'BN'
     if one_d and cfg.get('type') in ('BN', 'BN2d'):
@@ -45,54 +50,61 @@ def _norm_cfg(norm_cfg: dict, one_d: bool = False) -> dict:
 def _hidden_norm(norm: nn.Module, x: Tensor) -> Tensor:
     """Apply the MLP's hidden norm to (N, C) ``x``, also for N = 1 in training.
 
-    A plain BatchNorm (not SyncBN) in training mode that gets a batch of 1 normalises with its
-    running statistics and leaves them untouched, where torch would raise. SyncBN under
-    torch.distributed is called as is: every rank must join its all-reduce.
+    A plain BatchNorm (not SyncBN) in training mode that gets a batch of 1
+    normalises with its running statistics and leaves them untouched, where
+    torch would raise. SyncBN under torch.distributed is called as is: every
+    rank must join its all-reduce.
     """
-    if (isinstance(norm, _BatchNorm) and not isinstance(norm, nn.SyncBatchNorm)
-            and norm.training and norm.running_mean is not None and x.size(0) == 1):
-        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                            False, 0.0, norm.eps)
+    if (isinstance(norm, _BatchNorm)
+            and not isinstance(norm, nn.SyncBatchNorm) and norm.training
+            and norm.running_mean is not None and x.size(0) == 1):
+        return F.batch_norm(x, norm.running_mean, norm.running_var,
+                            norm.weight, norm.bias, False, 0.0, norm.eps)
     return norm(x)
 
 
-def _sep_conv(in_channels: int, out_channels: int, norm_cfg: dict) -> nn.Sequential:
+def _sep_conv(in_channels: int, out_channels: int,
+              norm_cfg: dict) -> nn.Sequential:
     """One SepConv block of the authors' code; halves H and W."""
     c = in_channels
     return nn.Sequential(
         nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c, bias=False),
         nn.Conv2d(c, c, 1, bias=False),
-        build_norm_layer(norm_cfg, c)[1],
-        nn.ReLU(inplace=True),
+        build_norm_layer(norm_cfg, c)[1], nn.ReLU(inplace=True),
         nn.Conv2d(c, c, 3, stride=1, padding=1, groups=c, bias=False),
         nn.Conv2d(c, out_channels, 1, bias=False),
-        build_norm_layer(norm_cfg, out_channels)[1],
-        nn.ReLU(inplace=True))
+        build_norm_layer(norm_cfg, out_channels)[1], nn.ReLU(inplace=True))
 
 
 @MODELS.register_module()
 class SepConvProjector(BaseModule):
-    """The authors' projection head: a stack of SepConv blocks, then global average pooling.
+    """The authors' projection head: a stack of SepConv blocks, then global
+    average pooling.
 
-    Each block is DWConv3x3 s2 -> Conv1x1 (C_in -> C_in) -> norm -> ReLU -> DWConv3x3 s1 ->
-    Conv1x1 (C_in -> C_out) -> norm -> ReLU, without biases. Widths grow geometrically from
-    ``in_channels`` to ``out_channels``; for ResNet they double each block (64 -> 128 -> 256 ->
-    512), and the last stage (``in_channels == out_channels``) gets pooling only. The output is
-    not normalised.
+    Each block is DWConv3x3 s2 -> Conv1x1 (C_in -> C_in) -> norm -> ReLU ->
+    DWConv3x3 s1 -> Conv1x1 (C_in -> C_out) -> norm -> ReLU, without biases.
+    Widths grow geometrically from ``in_channels`` to ``out_channels``; for
+    ResNet they double each block (64 -> 128 -> 256 -> 512), and the last stage
+    (``in_channels == out_channels``) gets pooling only. The output is not
+    normalised.
 
     Args:
         in_channels (int): Channels of the input feature map.
         out_channels (int): Channels of the output vector.
         num_blocks (int, optional): Number of SepConv blocks. Defaults to None:
-            ``round(log2(out_channels / in_channels))`` clipped at 0, raised to 1 when the widths
-            differ (a block is needed to change them).
-        norm_cfg (dict): Norm layer config for ``mmcv.cnn.build_norm_layer``; 'SyncBN' falls
-            back to 'BN' outside torch.distributed. Defaults to dict(type='BN').
-        init_cfg (dict or list[dict], optional): Initialisation config. Defaults to None.
+            ``round(log2(out_channels / in_channels))`` clipped at 0, raised to
+            1 when the widths differ (a block is needed to change them).
+        norm_cfg (dict): Norm layer config for ``mmcv.cnn.build_norm_layer``;
+            'SyncBN' falls back to 'BN' outside torch.distributed. Defaults to
+            dict(type='BN').
+        init_cfg (dict or list[dict], optional): Initialisation config.
+            Defaults to None.
 
     Shapes:
-        x: (N, in_channels, H, W); also (N, in_channels) when there are no blocks, returned as is.
-        return: (N, out_channels). Before pooling H and W are halved once per block.
+        x: (N, in_channels, H, W); also (N, in_channels) when there are no
+            blocks, returned as is.
+        return: (N, out_channels). Before pooling H and W are halved once per
+            block.
     """
 
     def __init__(self,
@@ -103,33 +115,43 @@ class SepConvProjector(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
         if in_channels < 1 or out_channels < 1:
-            raise ValueError(f'in_channels and out_channels must be >= 1, got '
-                             f'in_channels={in_channels}, out_channels={out_channels}')
+            raise ValueError(
+                f'in_channels and out_channels must be >= 1, got '
+                f'in_channels={in_channels}, out_channels={out_channels}')
         if num_blocks is None:
-            num_blocks = max(math.floor(math.log2(out_channels / in_channels) + 0.5), 0)
+            num_blocks = max(
+                math.floor(math.log2(out_channels / in_channels) + 0.5), 0)
             num_blocks = max(num_blocks, int(in_channels != out_channels))
         elif num_blocks < 0:
-            raise ValueError(f'num_blocks must be >= 0 or None, got {num_blocks}')
+            raise ValueError(
+                f'num_blocks must be >= 0 or None, got {num_blocks}')
         elif num_blocks == 0 and in_channels != out_channels:
-            raise ValueError(f'num_blocks=0 leaves no block to map in_channels={in_channels} '
-                             f'to out_channels={out_channels}; make them equal or use blocks')
+            raise ValueError(
+                'num_blocks=0 leaves no block to map '
+                f'in_channels={in_channels} '
+                f'to out_channels={out_channels}; make them equal or use '
+                'blocks')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_blocks = num_blocks
         ratio = out_channels / in_channels
-        self.channels = tuple(
-            [round(in_channels * ratio**(i / num_blocks)) for i in range(num_blocks)] +
-            [out_channels])
+        self.channels = tuple([
+            round(in_channels * ratio**(i / num_blocks))
+            for i in range(num_blocks)
+        ] + [out_channels])
         cfg = _norm_cfg(norm_cfg)
         self.blocks = nn.ModuleList(
-            _sep_conv(cin, cout, cfg) for cin, cout in zip(self.channels, self.channels[1:]))
+            _sep_conv(cin, cout, cfg)
+            for cin, cout in zip(self.channels, self.channels[1:]))
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``x`` to (N, out_channels); see the class docstring."""
-        if self.num_blocks == 0 and x.dim() == 2 and x.size(1) == self.in_channels:
+        if self.num_blocks == 0 and x.dim() == 2 and x.size(
+                1) == self.in_channels:
             return x
         if x.dim() != 4 or x.size(1) != self.in_channels:
-            also = f' or (N, {self.in_channels})' if self.num_blocks == 0 else ''
+            also = (f' or (N, {self.in_channels})'
+                    if self.num_blocks == 0 else '')
             raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
                              f'got {tuple(x.shape)}')
         for block in self.blocks:
@@ -139,29 +161,34 @@ class SepConvProjector(BaseModule):
 
 @MODELS.register_module()
 class MLPProjector(BaseModule):
-    """SimCLR-style projection head, optionally after 3x3 convs ("conv + pooling + MLP").
+    """SimCLR-style projection head, optionally after 3x3 convs ("conv +
+    pooling + MLP").
 
-    ``num_convs`` x (Conv3x3 -> norm -> ReLU), global average pooling of 4-D inputs, then
-    Linear(C, hid) -> norm (1-D) -> ReLU -> Linear(hid, out). The output is not normalised.
-    A batch of 1 in training normalises the hidden layer with its running statistics (BatchNorm
-    raises there; SyncBN under torch.distributed is left alone); an empty batch returns
-    (0, out_channels).
+    ``num_convs`` x (Conv3x3 -> norm -> ReLU), global average pooling of 4-D
+    inputs, then Linear(C, hid) -> norm (1-D) -> ReLU -> Linear(hid, out). The
+    output is not normalised. A batch of 1 in training normalises the hidden
+    layer with its running statistics (BatchNorm raises there; SyncBN under
+    torch.distributed is left alone); an empty batch returns (0, out_channels).
 
     Args:
         in_channels (int): Channels of the input.
         hid_channels (int): Width of the hidden layer. Defaults to 512.
         out_channels (int): Channels of the output vector. Defaults to 128.
-        num_convs (int): Number of 3x3 conv blocks before pooling (e.g. 1 on FPN levels).
-            Defaults to 0.
-        conv_channels (int, optional): Output channels of the conv blocks; only with
-            ``num_convs > 0``. Defaults to None (= in_channels).
-        norm_cfg (dict, optional): Norm config for the conv blocks and the hidden layer ('BN'
-            becomes BatchNorm1d there; 'SyncBN' falls back to 'BN' outside torch.distributed).
-            None: no norm, and the layers it would follow get biases. Defaults to dict(type='BN').
-        init_cfg (dict or list[dict], optional): Initialisation config. Defaults to None.
+        num_convs (int): Number of 3x3 conv blocks before pooling (e.g. 1 on
+            FPN levels). Defaults to 0.
+        conv_channels (int, optional): Output channels of the conv blocks; only
+            with ``num_convs > 0``. Defaults to None (= in_channels).
+        norm_cfg (dict, optional): Norm config for the conv blocks and the
+            hidden layer ('BN' becomes BatchNorm1d there; 'SyncBN' falls back
+            to 'BN' outside torch.distributed).
+            None: no norm, and the layers it would follow get biases. Defaults
+                to dict(type='BN').
+        init_cfg (dict or list[dict], optional): Initialisation config.
+            Defaults to None.
 
     Shapes:
-        x: (N, in_channels, H, W), or (N, in_channels) when ``num_convs == 0``; N may be 0.
+        x: (N, in_channels, H, W), or (N, in_channels) when ``num_convs == 0``;
+            N may be 0.
         return: (N, out_channels).
     """
 
@@ -174,8 +201,10 @@ class MLPProjector(BaseModule):
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
-        widths = dict(in_channels=in_channels, hid_channels=hid_channels,
-                      out_channels=out_channels)
+        widths = dict(
+            in_channels=in_channels,
+            hid_channels=hid_channels,
+            out_channels=out_channels)
         if conv_channels is not None:
             widths['conv_channels'] = conv_channels
         bad = {k: v for k, v in widths.items() if v < 1}
@@ -184,7 +213,8 @@ class MLPProjector(BaseModule):
         if num_convs < 0:
             raise ValueError(f'num_convs must be >= 0, got {num_convs}')
         if conv_channels is not None and num_convs == 0:
-            raise ValueError(f'conv_channels={conv_channels} needs num_convs > 0, got 0')
+            raise ValueError(
+                f'conv_channels={conv_channels} needs num_convs > 0, got 0')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_convs = num_convs
@@ -193,7 +223,9 @@ class MLPProjector(BaseModule):
         for _ in range(num_convs):
             cout = in_channels if conv_channels is None else conv_channels
             convs += [nn.Conv2d(c, cout, 3, padding=1, bias=bias)]
-            convs += [] if bias else [build_norm_layer(_norm_cfg(norm_cfg), cout)[1]]
+            convs += [] if bias else [
+                build_norm_layer(_norm_cfg(norm_cfg), cout)[1]
+            ]
             convs += [nn.ReLU(inplace=True)]
             c = cout
         self.convs = nn.Sequential(*convs)
@@ -207,7 +239,8 @@ class MLPProjector(BaseModule):
         """Project ``x`` to (N, out_channels); see the class docstring."""
         ok_2d = x.dim() == 2 and self.num_convs == 0
         if not (x.dim() == 4 or ok_2d) or x.size(1) != self.in_channels:
-            also = f' or (N, {self.in_channels})' if self.num_convs == 0 else ''
+            also = (f' or (N, {self.in_channels})'
+                    if self.num_convs == 0 else '')
             raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
                              f'got {tuple(x.shape)}')
         if x.dim() == 4:

@@ -7,7 +7,8 @@ from torch import Tensor
 
 @MODELS.register_module()
 class KDLoss(BaseModule):
-    """``loss_weight * T^2 * KL(softmax(t / T) || softmax(s / T))``, mean over samples.
+    """``loss_weight * T^2 * KL(softmax(t / T) || softmax(s / T))``, mean over
+    samples.
 
     The T^2 factor keeps the gradient scale of the soft targets independent of
     ``temperature`` (the authors' code leaves it out: paper_spec §9.11).
@@ -25,15 +26,19 @@ class KDLoss(BaseModule):
     def __init__(self, temperature: float = 4.0, loss_weight: float = 1.0):
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f'KDLoss.temperature must be > 0, got {temperature}')
+            raise ValueError(
+                f'KDLoss.temperature must be > 0, got {temperature}')
         self.temperature = float(temperature)
         self.loss_weight = float(loss_weight)
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    def forward(self, student_logits: Tensor,
+                teacher_logits: Tensor) -> Tensor:
         if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f'student logits {tuple(student_logits.shape)} and teacher logits '
-                             f'{tuple(teacher_logits.shape)} differ: the two models must '
-                             'predict the same classes')
+            raise ValueError(
+                f'student logits {tuple(student_logits.shape)} and teacher '
+                'logits '
+                f'{tuple(teacher_logits.shape)} differ: the two models must '
+                'predict the same classes')
         t = self.temperature
         log_p_s = F.log_softmax(student_logits.float() / t, dim=1)
         log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)

@@ -1,4 +1,5 @@
-"""Supervised contrastive loss (Khosla et al. 2020); SimCLR / NT-Xent when labels are None."""
+"""Supervised contrastive loss (Khosla et al. 2020); SimCLR / NT-Xent when
+labels are None."""
 import logging
 from typing import Optional
 
@@ -8,47 +9,56 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from ..utils.dist import (gather_labels, gather_sizes, gather_with_grad, get_rank,
-                          get_world_size)
+from ..utils.dist import (gather_labels, gather_sizes, gather_with_grad,
+                          get_rank, get_world_size)
 
 SMALL_BATCH_MODES = ('warn', 'raise')
 
 
 @MODELS.register_module()
 class SupConLoss(BaseModule):
-    """Supervised contrastive loss over V views; SimCLR/NT-Xent when ``labels`` is None.
+    """Supervised contrastive loss over V views; SimCLR/NT-Xent when ``labels``
+    is None.
 
-    Follows the authors' SupCon code with ``contrast_mode='all'``: each of the V * N rows is an
-    anchor; its positives are the other rows with the same label (with ``labels=None``: the other
-    views of the same sample); its softmax runs over every other row, itself excluded. The loss is
-    the mean over anchors of -mean over positives of that log-softmax, times
-    ``temperature / base_temperature``. Anchors without a positive (a singleton label with V=1)
-    are left out of the mean; if no anchor has one the result is an exact 0 that stays connected
-    to ``features``, so DDP sees every parameter used. Computed in fp32, also under autocast.
+    Follows the authors' SupCon code with ``contrast_mode='all'``: each of the
+    V * N rows is an anchor; its positives are the other rows with the same
+    label (with ``labels=None``: the other views of the same sample); its
+    softmax runs over every other row, itself excluded. The loss is the mean
+    over anchors of -mean over positives of that log-softmax, times
+    ``temperature / base_temperature``. Anchors without a positive (a singleton
+    label with V=1) are left out of the mean; if no anchor has one the result
+    is an exact 0 that stays connected to ``features``, so DDP sees every
+    parameter used. Computed in fp32, also under autocast.
 
-    With ``gather_distributed=True`` and an initialised process group of world size W > 1, the
-    features (and labels) of every rank are gathered with gradient: the anchors are the local
-    rows, the contrast set is every row of every rank, and the local loss is normalised so that its
-    mean over ranks is the loss of one process holding the concatenated batch. As DDP averages
-    gradients over ranks, a W-rank step then equals that single-process step. Ranks may hold
-    different N, 0 included: every rank joins every gather (row counts first, then the padded
-    rows) and every backward, so no rank leaves another waiting. A batch without rows (on every
-    rank, when gathering) gives an exact 0 connected to ``features`` without a warning.
+    With ``gather_distributed=True`` and an initialised process group of world
+    size W > 1, the features (and labels) of every rank are gathered with
+    gradient: the anchors are the local rows, the contrast set is every row of
+    every rank, and the local loss is normalised so that its mean over ranks is
+    the loss of one process holding the concatenated batch. As DDP averages
+    gradients over ranks, a W-rank step then equals that single-process step.
+    Ranks may hold different N, 0 included: every rank joins every gather (row
+    counts first, then the padded rows) and every backward, so no rank leaves
+    another waiting. A batch without rows (on every rank, when gathering) gives
+    an exact 0 connected to ``features`` without a warning.
 
     Args:
         temperature (float): Divides the cosine similarities. Defaults to 0.07.
-        base_temperature (float, optional): The loss is scaled by temperature / base_temperature.
-            Defaults to None (= temperature, scale 1).
-        gather_distributed (bool): Contrast against the rows of every rank when distributed.
-            Defaults to False (per-rank batch, as in the authors' code).
-        min_samples (int): Smallest N (the global N when gathering) that gets a loss; smaller
-            batches are handled by ``small_batch``. Defaults to 2.
-        small_batch (str): ``'warn'`` logs one warning and returns a zero loss connected to
-            ``features``; ``'raise'`` raises ``ValueError``. Defaults to ``'warn'``.
+        base_temperature (float, optional): The loss is scaled by temperature /
+            base_temperature. Defaults to None (= temperature, scale 1).
+        gather_distributed (bool): Contrast against the rows of every rank when
+            distributed. Defaults to False (per-rank batch, as in the authors'
+            code).
+        min_samples (int): Smallest N (the global N when gathering) that gets a
+            loss; smaller batches are handled by ``small_batch``. Defaults to
+            2.
+        small_batch (str): ``'warn'`` logs one warning and returns a zero loss
+            connected to ``features``; ``'raise'`` raises ``ValueError``.
+            Defaults to ``'warn'``.
 
     Shapes:
         features: (N, V, D) L2-normalised projections, V >= 1 views per sample.
-        labels: (N,) integer class ids, or None (only a sample's own views are positives).
+        labels: (N,) integer class ids, or None (only a sample's own views are
+            positives).
         return: () fp32 scalar, also under autocast.
     """
 
@@ -62,26 +72,33 @@ class SupConLoss(BaseModule):
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
         if base_temperature is not None and base_temperature <= 0:
-            raise ValueError(f'base_temperature must be > 0 or None, got {base_temperature}')
+            raise ValueError(
+                f'base_temperature must be > 0 or None, got {base_temperature}'
+            )
         if min_samples < 1:
             raise ValueError(f'min_samples must be >= 1, got {min_samples}')
         if small_batch not in SMALL_BATCH_MODES:
-            raise ValueError(f'small_batch must be one of {SMALL_BATCH_MODES}, '
-                             f'got {small_batch!r}')
+            raise ValueError(
+                f'small_batch must be one of {SMALL_BATCH_MODES}, '
+                f'got {small_batch!r}')
         self.temperature = temperature
-        self.base_temperature = temperature if base_temperature is None else base_temperature
+        self.base_temperature = (
+            temperature if base_temperature is None else base_temperature)
         self.scale = temperature / self.base_temperature
         self.gather_distributed = gather_distributed
         self.min_samples = min_samples
         self.small_batch = small_batch
         self._warned = False
 
-    def forward(self, features: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+    def forward(self,
+                features: Tensor,
+                labels: Optional[Tensor] = None) -> Tensor:
         """Compute the loss.
 
         Args:
             features (Tensor): L2-normalised projections.
-            labels (Tensor, optional): Class ids; None gives SimCLR/NT-Xent. Defaults to None.
+            labels (Tensor, optional): Class ids; None gives SimCLR/NT-Xent.
+                Defaults to None.
 
         Returns:
             Tensor: The scalar loss in fp32.
@@ -96,14 +113,16 @@ class SupConLoss(BaseModule):
                              f'{tuple(features.shape)}')
         n, v, _ = features.shape
         if labels is not None and tuple(labels.shape) != (n, ):
-            raise ValueError(f'labels must have shape ({n},) to match features of shape '
-                             f'{tuple(features.shape)}, got {tuple(labels.shape)}')
+            raise ValueError(
+                f'labels must have shape ({n},) to match features of shape '
+                f'{tuple(features.shape)}, got {tuple(labels.shape)}')
         world_size = get_world_size() if self.gather_distributed else 1
         with torch.autocast(features.device.type, enabled=False):
             z = features.float()
             if world_size > 1:
                 sizes = gather_sizes(z)  # rows of every rank, 0 included
-                z_all = gather_with_grad(z, sizes=sizes)  # (sum N, V, D) in rank order
+                # (sum N, V, D) in rank order
+                z_all = gather_with_grad(z, sizes=sizes)
                 offset = sum(sizes[:get_rank()])
             else:
                 sizes, z_all, offset = None, z, 0
@@ -114,7 +133,8 @@ class SupConLoss(BaseModule):
                 ids_all = gather_labels(labels.to(z.device), sizes=sizes)
             else:
                 ids_all = labels.to(z.device)
-            if n_all == 0:  # nothing anywhere: no warning, nothing to gather back
+            # nothing anywhere: no warning, nothing to gather back
+            if n_all == 0:
                 return features.float().sum() * 0.0
             if n_all < self.min_samples:
                 return self._small_batch_loss(features, n_all)
@@ -124,7 +144,8 @@ class SupConLoss(BaseModule):
 
     def _local_loss(self, z_all: Tensor, ids_all: Tensor, offset: int, n: int,
                     world_size: int) -> Tensor:
-        """Loss of the local anchors, normalised by the global number of valid anchors.
+        """Loss of the local anchors, normalised by the global number of valid
+        anchors.
 
         Shapes:
             z_all: (N_all, V, D) fp32, rows [offset, offset + n) are local.
@@ -136,25 +157,35 @@ class SupConLoss(BaseModule):
         ids = ids_all.repeat_interleave(v)  # (V * N_all,)
         start, stop = offset * v, (offset + n) * v
         idx = torch.arange(start, stop, device=rows.device)
-        is_self = idx[:, None] == torch.arange(n_all * v, device=rows.device)[None, :]
-        logits = rows[start:stop] @ rows.t() / self.temperature  # (V * n, V * N_all)
+        is_self = idx[:, None] == torch.arange(
+            n_all * v, device=rows.device)[None, :]
+        # (V * n, V * N_all)
+        logits = rows[start:stop] @ rows.t() / self.temperature
         log_p = logits.masked_fill(is_self, float('-inf')).log_softmax(dim=1)
         pos = (ids[start:stop, None] == ids[None, :]) & ~is_self
         n_pos = pos.sum(dim=1)
-        # rows without a positive contribute an exact 0 (where() also blocks the -inf diagonal)
-        per_anchor = -torch.where(pos, log_p, log_p.new_zeros(())).sum(1) / n_pos.clamp(min=1)
-        # anchors with a positive over all ranks: the same on every rank, and no host sync
-        n_valid = ((ids[:, None] == ids[None, :]).sum(1) > 1).sum().clamp(min=1)
+        # rows without a positive contribute an exact 0 (where() also blocks
+        # the -inf diagonal)
+        per_anchor = -torch.where(pos, log_p, log_p.new_zeros(
+            ())).sum(1) / n_pos.clamp(min=1)
+        # anchors with a positive over all ranks: the same on every rank, and
+        # no host sync
+        n_valid = ((ids[:, None] == ids[None, :]).sum(1) > 1).sum().clamp(
+            min=1)
         return self.scale * world_size * per_anchor.sum() / n_valid
 
     def _small_batch_loss(self, features: Tensor, batch_size: int) -> Tensor:
-        """Apply the ``small_batch`` policy for a batch below ``min_samples``."""
-        msg = (f'SupConLoss needs at least min_samples={self.min_samples} samples, got a batch '
+        """Apply the ``small_batch`` policy for a batch below ``min_samples``.
+        """
+        msg = (f'SupConLoss needs at least min_samples={self.min_samples} '
+               'samples, got a batch '
                f'of {batch_size}')
         if self.small_batch == 'raise':
             raise ValueError(msg)
         if not self._warned:
-            print_log(msg + '; returning a zero loss (warned once).', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                msg + '; returning a zero loss (warned once).',
+                logger='current',
+                level=logging.WARNING)
             self._warned = True
         return features.float().sum() * 0.0

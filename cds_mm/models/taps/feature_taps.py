@@ -1,4 +1,5 @@
-"""Forward hooks that capture intermediate outputs during a model's own forward."""
+"""Forward hooks that capture intermediate outputs during a model's own
+forward."""
 import difflib
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, List, Sequence
@@ -28,13 +29,17 @@ class FeatureTaps:
         ValueError: if a name is empty, repeated, or not a submodule.
 
     Example:
-        >>> taps = FeatureTaps(classifier, ['backbone.layer1', 'backbone.layer4'])
+        >>> taps = FeatureTaps(classifier, ['backbone.layer1',
+            'backbone.layer4'])
         >>> with taps.capture() as feats:
         ...     losses = classifier.loss(inputs, data_samples)
         >>> [f.shape for f in feats]  # in the order of ``names``
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str], key: str = 'taps'):
+    def __init__(self,
+                 model: nn.Module,
+                 names: Sequence[str],
+                 key: str = 'taps'):
         names = list(names)
         if not names:
             raise ValueError(f'{key} must name at least one submodule, got []')
@@ -43,7 +48,8 @@ class FeatureTaps:
         modules = dict(model.named_modules())
         for name in names:
             if name not in modules or name == '':
-                close = difflib.get_close_matches(name, modules, n=5, cutoff=0.5)
+                close = difflib.get_close_matches(
+                    name, modules, n=5, cutoff=0.5)
                 raise ValueError(
                     f'{key}: {name!r} is not a submodule of '
                     f'{type(model).__name__}; close names: {close or "none"}')
@@ -86,7 +92,8 @@ class FeatureTaps:
                     'forward; tap a module that runs exactly once')
             if not isinstance(got[0], Tensor):
                 raise RuntimeError(
-                    f'tapped module {name!r} returned {type(got[0]).__name__}, '
+                    f'tapped module {name!r} returned '
+                    f'{type(got[0]).__name__}, '
                     'expected a Tensor (N, C, H, W); tap a submodule that '
                     'returns one tensor')
             feats.append(got[0])
@@ -106,7 +113,8 @@ class FeatureTaps:
                     "backbone's frozen_stages")
 
     @torch.no_grad()
-    def probe_channels(self, model: nn.Module, run: Callable[[], object]) -> List[int]:
+    def probe_channels(self, model: nn.Module,
+                       run: Callable[[], object]) -> List[int]:
         """Channels (dim 1) of each tapped output, from one forward ``run()``.
 
         ``model`` runs in eval mode under no_grad, then gets its mode back.

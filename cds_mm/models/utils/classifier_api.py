@@ -30,8 +30,8 @@ def check_head_loss(classifier: nn.Module, key: str) -> None:
         key (str): The setting that needs them, named in the error.
     """
     head = getattr(classifier, 'head', None)
-    if isinstance(head, nn.Module) and callable(
-            getattr(head, 'loss', None)) and callable(
+    if isinstance(head, nn.Module) and callable(getattr(
+            head, 'loss', None)) and callable(
                 getattr(classifier, 'extract_feat', None)):
         return
     raise ValueError(
@@ -58,13 +58,14 @@ def logits_taps(classifier: nn.Module, run: Callable[[], torch.Tensor],
     Returns:
         FeatureTaps: One tap, on the logits module.
     """
-    names = [n for n in LOGIT_MODULES
-             if isinstance(getattr(classifier, n, None), nn.Module)]
+    names = [
+        n for n in LOGIT_MODULES
+        if isinstance(getattr(classifier, n, None), nn.Module)
+    ]
     outputs = {}
     handles = [
         getattr(classifier, n).register_forward_hook(
-            lambda _m, _i, out, n=n: outputs.setdefault(n, out))
-        for n in names
+            lambda _m, _i, out, n=n: outputs.setdefault(n, out)) for n in names
     ]
     was_training = classifier.training
     classifier.eval()

@@ -1,16 +1,21 @@
-"""Cross-rank gathers for contrastive losses: features with gradient, labels without.
+"""Cross-rank gathers for contrastive losses: features with gradient, labels
+without.
 
-A contrastive loss that wants negatives from every rank gathers the local projections with
-:func:`gather_with_grad`. Its backward sums the gradient that each rank's loss sends to a gathered
-block and hands it back to the rank that owns the block, so with DDP averaging gradients over ranks
-a multi-rank step equals one process holding the concatenated batch.
+A contrastive loss that wants negatives from every rank gathers the local
+projections with :func:`gather_with_grad`. Its backward sums the gradient that
+each rank's loss sends to a gathered block and hands it back to the rank that
+owns the block, so with DDP averaging gradients over ranks a multi-rank step
+equals one process holding the concatenated batch.
 
-Ranks may hold different numbers of rows, none included: :func:`gather_sizes` all-gathers the row
-counts first, every rank pads its rows to the largest count for the ``all_gather`` and the padding
-is dropped afterwards. Every rank must call every function here, with or without rows, in the same
-order: they are collectives, and a rank that skips one leaves the others waiting in it.
+Ranks may hold different numbers of rows, none included: :func:`gather_sizes`
+all-gathers the row counts first, every rank pads its rows to the largest count
+for the ``all_gather`` and the padding is dropped afterwards. Every rank must
+call every function here, with or without rows, in the same
+order: they are collectives, and a rank that skips one leaves the others
+    waiting in it.
 
-Outside an initialised process group, or with a world size of 1, every function returns its input.
+Outside an initialised process group, or with a world size of 1, every function
+returns its input.
 """
 from typing import List, Optional, Sequence
 
@@ -57,18 +62,21 @@ def gather_shapes(x: Tensor, group: Optional[object] = None) -> List[tuple]:
     torch_dist.all_gather(shapes, shape, group=group)
     shapes = [tuple(s.tolist()) for s in shapes]
     if len({s[1:] for s in shapes}) > 1:
-        raise ValueError('all ranks must hold rows of the same shape to gather, but the '
-                         'trailing dims differ across ranks: shapes in rank order are '
-                         f'{shapes}')
+        raise ValueError(
+            'all ranks must hold rows of the same shape to gather, but the '
+            'trailing dims differ across ranks: shapes in rank order are '
+            f'{shapes}')
     return shapes
 
 
 def gather_sizes(x: Tensor, group: Optional[object] = None) -> List[int]:
-    """Rows (dim 0) of ``x`` on every rank, in rank order; see :func:`gather_shapes`."""
+    """Rows (dim 0) of ``x`` on every rank, in rank order; see
+    :func:`gather_shapes`."""
     return [s[0] for s in gather_shapes(x, group)]
 
 
-def _gather_padded(x: Tensor, sizes: Sequence[int], group: Optional[object]) -> Tensor:
+def _gather_padded(x: Tensor, sizes: Sequence[int],
+                   group: Optional[object]) -> Tensor:
     """all_gather of ``x`` padded to ``max(sizes)`` rows, padding dropped."""
     longest = max(sizes)
     padded = x.new_zeros((longest, ) + tuple(x.shape[1:]))
@@ -79,16 +87,19 @@ def _gather_padded(x: Tensor, sizes: Sequence[int], group: Optional[object]) -> 
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
-    """all_gather forward; backward sums every rank's gradient and keeps the own rows.
+    """all_gather forward; backward sums every rank's gradient and keeps the
+    own rows.
 
-    Same gradient as ``torch.distributed.nn.functional.all_gather``, which this torch marks
-    deprecated and which on gloo goes through ``all_to_all``; that left worker processes aborting
-    at exit ("terminate called without an active exception") in about 1 run in 8 here. One
-    ``all_reduce`` works on every backend, and the gathered projections are small.
+    Same gradient as ``torch.distributed.nn.functional.all_gather``, which this
+    torch marks deprecated and which on gloo goes through ``all_to_all``; that
+    left worker processes aborting at exit ("terminate called without an active
+    exception") in about 1 run in 8 here. One ``all_reduce`` works on every
+    backend, and the gathered projections are small.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, sizes: Sequence[int], group: Optional[object]) -> Tensor:
+    def forward(ctx, x: Tensor, sizes: Sequence[int],
+                group: Optional[object]) -> Tensor:
         rank = torch_dist.get_rank(group)
         ctx.group = group
         ctx.start = sum(sizes[:rank])
@@ -105,20 +116,26 @@ class _AllGatherWithGrad(torch.autograd.Function):
 def gather_with_grad(x: Tensor,
                      group: Optional[object] = None,
                      sizes: Optional[Sequence[int]] = None) -> Tensor:
-    """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph.
+    """Concatenate ``x`` from every rank along dim 0, keeping the autograd
+    graph.
 
-    In backward each rank receives the sum, over all ranks, of the gradient flowing into its own
-    rows (as with ``torch.distributed.nn.functional.all_gather``). Every rank must run the
-    backward, as for any collective: a rank without rows still has to use the result.
+    In backward each rank receives the sum, over all ranks, of the gradient
+    flowing into its own rows (as with
+    ``torch.distributed.nn.functional.all_gather``). Every rank must run the
+    backward, as for any collective: a rank without rows still has to use the
+    result.
 
     Args:
         x (Tensor): The local tensor.
-        group (ProcessGroup, optional): The process group. Defaults to None (the default group).
-        sizes (list[int], optional): Rows of every rank from :func:`gather_sizes`, to save
-            that collective when the caller has them. Defaults to None (gathered here).
+        group (ProcessGroup, optional): The process group. Defaults to None
+            (the default group).
+        sizes (list[int], optional): Rows of every rank from
+            :func:`gather_sizes`, to save that collective when the caller has
+            them. Defaults to None (gathered here).
 
     Returns:
-        Tensor: The gathered tensor in rank order; ``x`` itself when not distributed or when
+        Tensor: The gathered tensor in rank order; ``x`` itself when not
+            distributed or when
         no rank holds a row.
 
     Raises:
@@ -126,7 +143,8 @@ def gather_with_grad(x: Tensor,
 
     Shapes:
         x: (N_r, ...) on rank r, N_r >= 0.
-        return: (sum_r N_r, ...); rank r owns rows [sum_{q<r} N_q, sum_{q<=r} N_q).
+        return: (sum_r N_r, ...); rank r owns rows [sum_{q<r} N_q, sum_{q<=r}
+            N_q).
     """
     if sizes is None:
         sizes = gather_sizes(x, group)
@@ -142,14 +160,16 @@ def gather_labels(labels: Tensor,
     """Concatenate ``labels`` from every rank along dim 0, without gradient.
 
     Args:
-        labels (Tensor): The local labels (any dtype the backend supports, the same on every
-            rank).
-        group (ProcessGroup, optional): The process group. Defaults to None (the default group).
-        sizes (list[int], optional): Rows of every rank from :func:`gather_sizes`. Defaults
-            to None (gathered here).
+        labels (Tensor): The local labels (any dtype the backend supports, the
+            same on every rank).
+        group (ProcessGroup, optional): The process group. Defaults to None
+            (the default group).
+        sizes (list[int], optional): Rows of every rank from
+            :func:`gather_sizes`. Defaults to None (gathered here).
 
     Returns:
-        Tensor: The gathered labels in rank order; ``labels`` itself when not distributed.
+        Tensor: The gathered labels in rank order; ``labels`` itself when not
+            distributed.
 
     Raises:
         ValueError: If the trailing dims differ across ranks.
@@ -167,7 +187,8 @@ def gather_labels(labels: Tensor,
 
 @torch.no_grad()
 def all_reduce_max(x: Tensor, group: Optional[object] = None) -> Tensor:
-    """Element-wise maximum of ``x`` over every rank (a copy; ``x`` itself when not distributed).
+    """Element-wise maximum of ``x`` over every rank (a copy; ``x`` itself when
+    not distributed).
 
     Shapes:
         x: any shape, the same on every rank.

@@ -3,7 +3,8 @@ from typing import List, Sequence, Union
 
 
 def per_tap_weights(loss_weight: Union[float, Sequence[float]],
-                    num_taps: int, key: str,
+                    num_taps: int,
+                    key: str,
                     name: str = 'loss_weight') -> List[float]:
     """One float weight per tap from a scalar or a list.
 

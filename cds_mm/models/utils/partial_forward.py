@@ -8,8 +8,8 @@ class _Reached(Exception):
     """Raised by a forward hook once every awaited module has run."""
 
 
-def run_until(modules: Sequence[nn.Module],
-              forward: Callable[[], object]) -> None:
+def run_until(modules: Sequence[nn.Module], forward: Callable[[],
+                                                              object]) -> None:
     """Call ``forward()`` and stop it once each of ``modules`` has returned.
 
     The CDS wrappers need view 2 only up to the deepest tapped module. This

@@ -41,4 +41,6 @@ def _move_plain_keys(inner: str, wrapper: nn.Module, state_dict: dict,
         print_log(
             f'{type(wrapper).__name__}: the checkpoint holds a plain model '
             f'(no "{inner}." keys); its {len(plain)} keys are loaded into '
-            f'"{prefix}{inner}."', logger='current', level=logging.INFO)
+            f'"{prefix}{inner}."',
+            logger='current',
+            level=logging.INFO)

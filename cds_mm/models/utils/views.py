@@ -48,6 +48,5 @@ def take_rows(x: Union[Tensor, Sequence[Tensor]], rows: Sequence[int]):
     rows = list(rows)
     if isinstance(x, Tensor):
         return x[rows]
-    return tuple(t[rows] for t in x) if isinstance(x, tuple) else [
-        t[rows] for t in x
-    ]
+    return tuple(t[rows]
+                 for t in x) if isinstance(x, tuple) else [t[rows] for t in x]

@@ -8,19 +8,22 @@ cds_train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='MultiBranch', branch_field=['main', 'cds'],
-         main=[dict(type='PackDetInputs')],
-         cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
+    dict(
+        type='MultiBranch',
+        branch_field=['main', 'cds'],
+        main=[dict(type='PackDetInputs')],
+        cds=_base_.contrast_colour + [dict(type='PackDetInputs')]),
 ]
 fpn_cds_head = dict(
     type='CDSHead',
     loss_weight=0.1,
-    projector=dict(type='MLPProjector', num_convs=1, hid_channels=256,
-                   out_channels=128),
+    projector=dict(
+        type='MLPProjector', num_convs=1, hid_channels=256, out_channels=128),
     loss=dict(type='SupConLoss', temperature=0.07),
     use_labels=False)
 # The CDS loss weights ramp from 0 to their value over the first 500
 # iterations, as the learning rate does in the mmdet 1x schedules, so the
 # contrastive terms do not pull on the detector before its own losses settle.
 custom_hooks = _base_.custom_hooks + [
-    dict(type='CDSWeightHook', warmup_iters=500)]
+    dict(type='CDSWeightHook', warmup_iters=500)
+]

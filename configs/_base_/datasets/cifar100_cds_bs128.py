@@ -16,8 +16,10 @@ contrast_view = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
 ] + _base_.contrast_colour
 train_pipeline = [
-    dict(type='MultiView', num_views=[1, 1],
-         transforms=[task_view, contrast_view]),
+    dict(
+        type='MultiView',
+        num_views=[1, 1],
+        transforms=[task_view, contrast_view]),
     dict(type='PackInputs'),
 ]
 # the data folder (CDS_DATA_ROOT=DIR in the environment overrides it); a
@@ -25,7 +27,6 @@ train_pipeline = [
 data_root = '{{$CDS_DATA_ROOT:data/cifar100}}'
 train_dataloader = dict(
     batch_size=128,
-    dataset=dict(data_root=data_root, download=False,
-                 pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, download=False, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root, download=False))
 test_dataloader = val_dataloader

@@ -21,8 +21,10 @@ contrast_view = [
 ] + _base_.contrast_colour
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='MultiView', num_views=[1, 1],
-         transforms=[task_view, contrast_view]),
+    dict(
+        type='MultiView',
+        num_views=[1, 1],
+        transforms=[task_view, contrast_view]),
     dict(type='PackInputs'),
 ]
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it

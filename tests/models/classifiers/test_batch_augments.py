@@ -11,14 +11,14 @@ import copy
 import numpy as np
 import pytest
 import torch
-from mmengine.hub import get_config
+from cds_test_utils import build_cls
 from mmengine.dataset import default_collate, pseudo_collate
+from mmengine.hub import get_config
 from mmengine.optim import OptimWrapper
 from mmpretrain.datasets.transforms import PackInputs
 from mmpretrain.structures import DataSample
 
 import cds_mm  # noqa: F401
-from cds_test_utils import build_cls
 
 RECIPE = 'mmpretrain::convnext/convnext-tiny_32xb128_in1k.py'
 TAPS = [f'backbone.stages.{i}' for i in range(4)]
@@ -48,12 +48,18 @@ def build_plain(recipe):
 def build_cds(recipe, **kwargs):
     model, preprocessor = copy.deepcopy(recipe)
     torch.manual_seed(0)
-    return build_cls(dict(
-        type='CDSClassifier', classifier=model, data_preprocessor=preprocessor,
-        cds_head=dict(type='CDSHead', taps=TAPS,
-                      projector=dict(type='MLPProjector', hid_channels=32,
-                                     out_channels=16)),
-        probe_size=32, **kwargs))
+    return build_cls(
+        dict(
+            type='CDSClassifier',
+            classifier=model,
+            data_preprocessor=preprocessor,
+            cds_head=dict(
+                type='CDSHead',
+                taps=TAPS,
+                projector=dict(
+                    type='MLPProjector', hid_channels=32, out_channels=16)),
+            probe_size=32,
+            **kwargs))
 
 
 def _augments(preprocessor):
@@ -80,19 +86,28 @@ def _items(seed=0):
     """N packed MultiView samples: uint8 HWC images of two views, labels."""
     rng = np.random.default_rng(seed)
     pack = PackInputs()
-    return [pack(dict(img=[rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                           for _ in range(2)], gt_label=i % 3))
-            for i in range(N)]
+    return [
+        pack(
+            dict(
+                img=[
+                    rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                    for _ in range(2)
+                ],
+                gt_label=i % 3)) for i in range(N)
+    ]
 
 
 def _single_view(items, view):
-    return [dict(inputs=it['inputs'][view], data_samples=copy.deepcopy(
-        it['data_samples'])) for it in items]
+    return [
+        dict(
+            inputs=it['inputs'][view],
+            data_samples=copy.deepcopy(it['data_samples'])) for it in items
+    ]
 
 
 def _seeded(fn, seed=3):
-    np.random.seed(seed)      # RandomBatchAugment, Mixup and CutMix draws
-    torch.manual_seed(seed)   # the permutation
+    np.random.seed(seed)  # RandomBatchAugment, Mixup and CutMix draws
+    torch.manual_seed(seed)  # the permutation
     return fn()
 
 
@@ -101,22 +116,24 @@ def test_view1_is_the_plain_recipe_and_view2_is_never_mixed(recipe, collate):
     plain, cds = build_plain(recipe), build_cds(recipe)
     items = _items()
     for seed in range(4):  # Mixup, CutMix, whichever RandomBatchAugment draws
-        got = _seeded(lambda: cds.data_preprocessor(
-            collate(copy.deepcopy(items)), True), seed)
-        ref = _seeded(lambda: plain.data_preprocessor(
-            collate(_single_view(items, 0)), True), seed)
+        got = _seeded(
+            lambda: cds.data_preprocessor(collate(copy.deepcopy(items)), True),
+            seed)
+        ref = _seeded(
+            lambda: plain.data_preprocessor(
+                collate(_single_view(items, 0)), True), seed)
         view1, view2 = got['inputs']
         torch.testing.assert_close(view1, ref['inputs'])
         scores = torch.stack([s.gt_score for s in got['data_samples']])
         torch.testing.assert_close(
             scores, torch.stack([s.gt_score for s in ref['data_samples']]))
-        assert scores.max(1).values.min() < 1       # soft labels for CE
+        assert scores.max(1).values.min() < 1  # soft labels for CE
         hard = [int(s.gt_label) for s in got['data_samples']]
-        assert hard == [i % 3 for i in range(N)]    # SupCon's labels
+        assert hard == [i % 3 for i in range(N)]  # SupCon's labels
         clean = plain.data_preprocessor(collate(_single_view(items, 1)), False)
         torch.testing.assert_close(view2, clean['inputs'])
-        unmixed = plain.data_preprocessor(collate(_single_view(items, 0)),
-                                          False)
+        unmixed = plain.data_preprocessor(
+            collate(_single_view(items, 0)), False)
         changed = (view1 != unmixed['inputs']).flatten(1).any(1).tolist()
         assert [s.batch_augmented for s in got['data_samples']] == changed
         assert any(changed)
@@ -151,7 +168,8 @@ def test_supcon_gets_hard_labels_or_skips_the_mixed_rows(recipe, mixed_rows):
     losses = model.loss(views, samples)
     (z1, z2, labels), = calls
     keep = list(range(N)) if mixed_rows == 'hard_labels' else [
-        i for i in range(N) if i not in mixed]
+        i for i in range(N) if i not in mixed
+    ]
     assert labels.tolist() == [i % 3 for i in keep]
     full1, full2 = model.cds_head.project_views(
         model._tapped(views[0]), model._tapped(views[1]))
@@ -179,15 +197,17 @@ def test_a_few_training_iterations_run_with_mixup_and_cutmix(recipe):
     seen_soft = []
     orig = model.classifier.head.loss
     model.classifier.head.loss = lambda feats, samples, **kw: (
-        seen_soft.append(all('gt_score' in s for s in samples))
-        or orig(feats, samples, **kw))
+        seen_soft.append(all('gt_score' in s
+                             for s in samples)) or orig(feats, samples, **kw))
     np.random.seed(0)
     for seed in range(3):
         log_vars = model.train_step(pseudo_collate(_items(seed)), optim)
         assert {'loss', 'loss_cls', 'loss_cds_s3'} <= set(log_vars)
         assert all(torch.isfinite(v) for v in log_vars.values()), log_vars
-    assert seen_soft == [True] * 3            # CE had the (soft) scores
-    moved = {k for k, v in model.named_parameters()
-             if not torch.equal(v, before[k])}
+    assert seen_soft == [True] * 3  # CE had the (soft) scores
+    moved = {
+        k
+        for k, v in model.named_parameters() if not torch.equal(v, before[k])
+    }
     assert any(k.startswith('classifier.backbone.') for k in moved)
     assert any(k.startswith('cds_head.') for k in moved)

@@ -10,8 +10,12 @@ import cds_mm  # noqa: F401
 
 CLASSIFIER = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                  base_channels=8, out_indices=(3, )),
+    backbone=dict(
+        type='ResNet_CIFAR',
+        depth=18,
+        stem_channels=8,
+        base_channels=8,
+        out_indices=(3, )),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=5, in_channels=64),
     data_preprocessor=dict(mean=[1., 2., 3.], std=[4., 5., 6.], to_rgb=True))
@@ -20,9 +24,12 @@ TAPS = [f'backbone.layer{i}' for i in (1, 2, 3, 4)]
 
 def build(mode='cds', **kwargs):
     torch.manual_seed(0)
-    cfg = dict(type='CDSClassifier', mode=mode,
-               classifier=copy.deepcopy(CLASSIFIER),
-               cds_head=dict(type='CDSHead', taps=TAPS), **kwargs)
+    cfg = dict(
+        type='CDSClassifier',
+        mode=mode,
+        classifier=copy.deepcopy(CLASSIFIER),
+        cds_head=dict(type='CDSHead', taps=TAPS),
+        **kwargs)
     return MODELS.build(cfg)
 
 
@@ -51,18 +58,23 @@ def test_cds_loss_trains_heads_and_backbone_view2_skips_neck_and_head():
     model = build().train()
     views, samples = batch()
     neck_calls, head_calls = [], []
-    model.classifier.neck.register_forward_hook(lambda *a: neck_calls.append(1))
+    model.classifier.neck.register_forward_hook(
+        lambda *a: neck_calls.append(1))
     orig_head_loss = model.classifier.head.loss
-    model.classifier.head.loss = lambda *a, **k: head_calls.append(1) or orig_head_loss(*a, **k)
+    model.classifier.head.loss = lambda *a, **k: head_calls.append(
+        1) or orig_head_loss(*a, **k)
     losses = model.loss(views, samples)
-    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
-    assert len(neck_calls) == 1 and len(head_calls) == 1  # view 2: backbone only
+    assert sorted(losses) == sorted(['loss_cls'] +
+                                    [f'loss_cds_s{i}' for i in range(4)])
+    # view 2: backbone only
+    assert len(neck_calls) == 1 and len(head_calls) == 1
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
     for name, p in model.cds_head.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert model.classifier.backbone.layer1[0].conv1.weight.grad.abs().sum() > 0
+    assert model.classifier.backbone.layer1[0].conv1.weight.grad.abs().sum(
+    ) > 0
     for m in model.modules():
         assert not m._forward_hooks or m is model.classifier.neck
 
@@ -96,7 +108,8 @@ def test_predict_is_the_plain_classifier():
     ref = plain.predict(x)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a.pred_score, b.pred_score)
-    torch.testing.assert_close(model(x, mode='tensor'), plain(x, mode='tensor'))
+    torch.testing.assert_close(
+        model(x, mode='tensor'), plain(x, mode='tensor'))
 
 
 def test_modes_differ_only_in_intermediate_loss():
@@ -107,13 +120,16 @@ def test_modes_differ_only_in_intermediate_loss():
         inner = model.classifier.state_dict()
         assert inner.keys() == plain.keys(), mode
         assert all(torch.equal(inner[k], plain[k]) for k in plain), mode
-    losses = {mode: model.loss(views[0] if mode == 'dsn' else views, samples)
-              for mode, model in models.items()}  # DSN needs no second view
+    losses = {
+        mode: model.loss(views[0] if mode == 'dsn' else views, samples)
+        for mode, model in models.items()
+    }  # DSN needs no second view
     assert sorted(losses['off']) == ['loss_cls']
     assert list(models['off'].cds_head.parameters()) == []
     for mode in ('dsn', 'cds'):
-        assert sorted(losses[mode]) == sorted(
-            ['loss_cls'] + [f'loss_{mode}_s{i}' for i in range(4)])
+        assert sorted(
+            losses[mode]) == sorted(['loss_cls'] +
+                                    [f'loss_{mode}_s{i}' for i in range(4)])
         assert all(torch.isfinite(v) and v > 0 for v in losses[mode].values())
         # the task loss is the plain classifier's CE on view 1 in every mode
         torch.testing.assert_close(losses[mode]['loss_cls'],
@@ -131,7 +147,8 @@ def test_joint_batch_runs_both_views_through_one_forward():
         lambda m, i, o: sizes.append(i[0].shape[0]))
     losses = model.loss(views, samples)
     assert sizes == [12]  # one 2N batch, like the authors' code
-    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
+    assert sorted(losses) == sorted(['loss_cls'] +
+                                    [f'loss_cds_s{i}' for i in range(4)])
     assert torch.isfinite(sum(losses.values()))
 
 
@@ -151,13 +168,21 @@ def test_errors_name_the_config_key():
     with pytest.raises(ValueError, match='model.mode'):
         build('simclr')
     with pytest.raises(ValueError, match=r"cds_head.taps: 'backbone.layer9'"):
-        MODELS.build(dict(type='CDSClassifier', classifier=copy.deepcopy(CLASSIFIER),
-                          cds_head=dict(type='CDSHead', taps=['backbone.layer9'])))
+        MODELS.build(
+            dict(
+                type='CDSClassifier',
+                classifier=copy.deepcopy(CLASSIFIER),
+                cds_head=dict(type='CDSHead', taps=['backbone.layer9'])))
     with pytest.raises(ValueError, match='in_channels says 99'):
-        m = MODELS.build(dict(
-            type='CDSClassifier', classifier=copy.deepcopy(CLASSIFIER),
-            cds_head=dict(type='CDSHead', taps=TAPS[:1], in_channels=[99],
-                          projector=dict(type='MLPProjector'))))
+        m = MODELS.build(
+            dict(
+                type='CDSClassifier',
+                classifier=copy.deepcopy(CLASSIFIER),
+                cds_head=dict(
+                    type='CDSHead',
+                    taps=TAPS[:1],
+                    in_channels=[99],
+                    projector=dict(type='MLPProjector'))))
         m.loss(*batch())
     with pytest.raises(ValueError, match='model.mixed_rows'):
         build(mixed_rows='mixed')
@@ -169,34 +194,52 @@ def test_errors_name_the_config_key():
 def test_frozen_stage_tap_rejected():
     cfg = copy.deepcopy(CLASSIFIER)
     cfg['backbone']['frozen_stages'] = 1
-    with pytest.raises(ValueError, match="'backbone.layer1' is a frozen module"):
-        MODELS.build(dict(type='CDSClassifier', classifier=cfg,
-                          cds_head=dict(type='CDSHead', taps=TAPS)))
+    with pytest.raises(
+            ValueError, match="'backbone.layer1' is a frozen module"):
+        MODELS.build(
+            dict(
+                type='CDSClassifier',
+                classifier=cfg,
+                cds_head=dict(type='CDSHead', taps=TAPS)))
 
 
 @pytest.mark.parametrize('collate', ['pseudo_collate', 'default_collate'])
 def test_both_collate_functions_reach_the_loss(collate):
-    """MultiView + PackInputs batches, collated either way, train the wrapper."""
+    """MultiView + PackInputs batches, collated either way, train the wrapper.
+    """
     from mmengine.dataset import default_collate, pseudo_collate
     from mmpretrain.datasets.transforms import PackInputs
     model = build().train()
     views, samples = batch(n=4)
     pack = PackInputs()
-    items = [pack(dict(img=[views[0][i].permute(1, 2, 0).numpy(),
-                            views[1][i].permute(1, 2, 0).numpy()],
-                       gt_label=int(samples[i].gt_label))) for i in range(4)]
-    data = dict(pseudo_collate=pseudo_collate, default_collate=default_collate)[collate](items)
+    items = [
+        pack(
+            dict(
+                img=[
+                    views[0][i].permute(1, 2, 0).numpy(),
+                    views[1][i].permute(1, 2, 0).numpy()
+                ],
+                gt_label=int(samples[i].gt_label))) for i in range(4)
+    ]
+    data = dict(
+        pseudo_collate=pseudo_collate,
+        default_collate=default_collate)[collate](
+            items)
     data = model.data_preprocessor(data, True)
     assert [tuple(v.shape) for v in data['inputs']] == [(4, 3, 32, 32)] * 2
     losses = model(**data, mode='loss')
-    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)])
-    single = pseudo_collate([pack(dict(img=views[0][i].permute(1, 2, 0).numpy()))
-                             for i in range(4)])
-    assert model.data_preprocessor(single, False)['inputs'].shape == (4, 3, 32, 32)
+    assert sorted(losses) == sorted(['loss_cls'] +
+                                    [f'loss_cds_s{i}' for i in range(4)])
+    single = pseudo_collate([
+        pack(dict(img=views[0][i].permute(1, 2, 0).numpy())) for i in range(4)
+    ])
+    assert model.data_preprocessor(single,
+                                   False)['inputs'].shape == (4, 3, 32, 32)
 
 
 def test_wrapper_exposes_the_inner_classifier():
-    """What FeatureExtractor, vis_tsne.py and get_flops.py read from a model."""
+    """What FeatureExtractor, vis_tsne.py and get_flops.py read from a model.
+    """
     model = build().eval()
     inner = model.classifier
     for name in ('backbone', 'neck', 'head'):
@@ -204,16 +247,20 @@ def test_wrapper_exposes_the_inner_classifier():
     assert model.with_neck and model.with_head
     x = torch.randn(2, 3, 32, 32)
     for stage in ('backbone', 'neck', 'pre_logits'):
-        got, ref = model.extract_feat(x, stage=stage), inner.extract_feat(
-            x, stage=stage)
+        got, ref = model.extract_feat(
+            x, stage=stage), inner.extract_feat(
+                x, stage=stage)
         for a, b in zip(got if stage != 'pre_logits' else [got],
                         ref if stage != 'pre_logits' else [ref]):
             torch.testing.assert_close(a, b)
-    assert model.extract_feat(x)[-1].shape == (2, 64)   # default stage: neck
+    assert model.extract_feat(x)[-1].shape == (2, 64)  # default stage: neck
     no_neck = copy.deepcopy(CLASSIFIER)
     no_neck.pop('neck')
-    model = MODELS.build(dict(type='CDSClassifier', classifier=no_neck,
-                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    model = MODELS.build(
+        dict(
+            type='CDSClassifier',
+            classifier=no_neck,
+            cds_head=dict(type='CDSHead', taps=TAPS)))
     assert model.neck is None and not model.with_neck
 
 
@@ -229,28 +276,35 @@ def _randomised(module, seed):
 @pytest.mark.parametrize('wrapper', ['CDSClassifier', 'SemiCDSClassifier'])
 def test_plain_and_cds_checkpoints_both_load(wrapper, tmp_path, monkeypatch):
     from mmengine.runner import load_checkpoint
+
     from cds_mm.models.utils import plain_checkpoint
     logged = []
     monkeypatch.setattr(plain_checkpoint, 'print_log',
                         lambda msg, **kw: logged.append(msg))
     plain = _randomised(MODELS.build(copy.deepcopy(CLASSIFIER)), 1)
-    torch.save(dict(state_dict=plain.state_dict(), meta={}),
-               tmp_path / 'plain.pth')
-    model = MODELS.build(dict(type=wrapper, classifier=copy.deepcopy(CLASSIFIER),
-                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    torch.save(
+        dict(state_dict=plain.state_dict(), meta={}), tmp_path / 'plain.pth')
+    model = MODELS.build(
+        dict(
+            type=wrapper,
+            classifier=copy.deepcopy(CLASSIFIER),
+            cds_head=dict(type='CDSHead', taps=TAPS)))
     heads = copy.deepcopy(model.cds_head.state_dict())
     load_checkpoint(model, str(tmp_path / 'plain.pth'), map_location='cpu')
     assert len(logged) == 1 and '"classifier."' in logged[0]
     for k, v in plain.state_dict().items():
         assert torch.equal(model.classifier.state_dict()[k], v), k
     for k, v in model.cds_head.state_dict().items():
-        assert torch.equal(v, heads[k]), k        # the heads keep their init
+        assert torch.equal(v, heads[k]), k  # the heads keep their init
     # the wrapper's own checkpoint loads unchanged, heads included
     _randomised(model, 2)
-    torch.save(dict(state_dict=model.state_dict(), meta={}),
-               tmp_path / 'cds.pth')
-    other = MODELS.build(dict(type=wrapper, classifier=copy.deepcopy(CLASSIFIER),
-                              cds_head=dict(type='CDSHead', taps=TAPS)))
+    torch.save(
+        dict(state_dict=model.state_dict(), meta={}), tmp_path / 'cds.pth')
+    other = MODELS.build(
+        dict(
+            type=wrapper,
+            classifier=copy.deepcopy(CLASSIFIER),
+            cds_head=dict(type='CDSHead', taps=TAPS)))
     missing, unexpected = other.load_state_dict(
         torch.load(tmp_path / 'cds.pth', weights_only=True)['state_dict'])
     assert missing == [] and unexpected == [] and len(logged) == 1

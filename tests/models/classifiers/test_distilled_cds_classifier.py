@@ -3,29 +3,33 @@ import os.path as osp
 
 import pytest
 import torch
+from cds_test_utils import REPO_ROOT, build_cls, load_tool
 from mmpretrain.structures import DataSample
+from test_cds_classifier import CLASSIFIER, TAPS  # noqa: E402
 
 import cds_mm  # noqa: F401
 from cds_mm.models.losses import KDLoss
-from cds_test_utils import REPO_ROOT, build_cls, load_tool
-
-from test_cds_classifier import CLASSIFIER, TAPS  # noqa: E402
 
 EXPORT = load_tool(osp.join(REPO_ROOT, 'tools', 'export_plain.py'))
 
 
 def wrapper_cfg(width, mode='cds'):
-    """A CDSClassifier around ResNet-18 (CIFAR stem) of base width ``width``."""
+    """A CDSClassifier around ResNet-18 (CIFAR stem) of base width ``width``.
+    """
     classifier = copy.deepcopy(CLASSIFIER)
     classifier['backbone'].update(stem_channels=width, base_channels=width)
     classifier['head']['in_channels'] = 8 * width
-    return dict(type='CDSClassifier', mode=mode, classifier=classifier,
-                cds_head=dict(type='CDSHead', taps=TAPS))
+    return dict(
+        type='CDSClassifier',
+        mode=mode,
+        classifier=classifier,
+        cds_head=dict(type='CDSHead', taps=TAPS))
 
 
 @pytest.fixture(scope='module')
 def teacher_export(tmp_path_factory):
-    """A trained-looking teacher (width 16, random BN statistics) exported as users do."""
+    """A trained-looking teacher (width 16, random BN statistics) exported as
+    users do."""
     root = tmp_path_factory.mktemp('teacher')
     torch.manual_seed(1)
     teacher = build_cls(wrapper_cfg(16))
@@ -33,17 +37,28 @@ def teacher_export(tmp_path_factory):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
-    torch.save(dict(state_dict=teacher.state_dict(), meta={}), root / 'epoch_1.pth')
-    paths = EXPORT.export(wrapper_cfg(16), str(root / 'epoch_1.pth'), str(root / 'export'))
+    torch.save(
+        dict(state_dict=teacher.state_dict(), meta={}), root / 'epoch_1.pth')
+    paths = EXPORT.export(
+        wrapper_cfg(16), str(root / 'epoch_1.pth'), str(root / 'export'))
     return teacher.state_dict(), paths, str(root / 'epoch_1.pth')
 
 
-def build(teacher_export, width=8, mode='cds', teacher_width=16, heads=True, **kwargs):
+def build(teacher_export,
+          width=8,
+          mode='cds',
+          teacher_width=16,
+          heads=True,
+          **kwargs):
     _, paths, _ = teacher_export
     torch.manual_seed(0)
-    cfg = dict(wrapper_cfg(width, mode), type='DistilledCDSClassifier',
-               teacher=wrapper_cfg(teacher_width), teacher_ckpt=paths['plain'],
-               teacher_heads_ckpt=paths['heads'] if heads else None, **kwargs)
+    cfg = dict(
+        wrapper_cfg(width, mode),
+        type='DistilledCDSClassifier',
+        teacher=wrapper_cfg(teacher_width),
+        teacher_ckpt=paths['plain'],
+        teacher_heads_ckpt=paths['heads'] if heads else None,
+        **kwargs)
     model = build_cls(cfg)
     model.init_weights()
     return model.train()
@@ -52,7 +67,9 @@ def build(teacher_export, width=8, mode='cds', teacher_width=16, heads=True, **k
 def batch(n=6):
     g = torch.Generator().manual_seed(0)
     views = [torch.randn(n, 3, 32, 32, generator=g) for _ in range(2)]
-    return views, [DataSample().set_gt_label(y) for y in [0, 1, 1, 2, 3, 4][:n]]
+    return views, [
+        DataSample().set_gt_label(y) for y in [0, 1, 1, 2, 3, 4][:n]
+    ]
 
 
 def test_teacher_is_loaded_frozen_and_stays_in_eval_mode(teacher_export):
@@ -69,9 +86,11 @@ def test_teacher_is_loaded_frozen_and_stays_in_eval_mode(teacher_export):
     losses = model.loss(*batch())
     sum(losses.values()).backward()
     for k, v in teacher.state_dict().items():
-        assert torch.equal(v, before[k]), f'teacher {k} changed (BatchNorm in train mode?)'
+        assert torch.equal(
+            v, before[k]), f'teacher {k} changed (BatchNorm in train mode?)'
     assert all(p.grad is None for p in teacher.parameters())
-    # (init_weights zeroes each block's last BN, so the stem is the first layer with grads)
+    # (init_weights zeroes each block's last BN, so the stem is the first layer
+    # with grads)
     assert model.classifier.backbone.conv1.weight.grad.abs().max() > 0
     assert all(a.weight.grad.abs().max() > 0 for a in model.kd_adapters)
 
@@ -80,14 +99,16 @@ def test_losses_and_adapters_of_distilled_cds(teacher_export):
     model = build(teacher_export)
     views, samples = batch()
     losses = model.loss(views, samples)
-    assert sorted(losses) == sorted(['loss_cls', 'loss_kd'] +
-                                    [f'loss_{k}_s{i}' for k in ('cds', 'embed')
-                                     for i in range(4)])
-    assert [(a.in_features, a.out_features) for a in model.kd_adapters] == [(64, 128)] * 4
+    assert sorted(losses) == sorted(
+        ['loss_cls', 'loss_kd'] +
+        [f'loss_{k}_s{i}' for k in ('cds', 'embed') for i in range(4)])
+    assert [(a.in_features, a.out_features)
+            for a in model.kd_adapters] == [(64, 128)] * 4
     with torch.no_grad():
         t_logits = model.teacher.classifier(views[0], mode='tensor')
         s_logits = model.classifier(views[0], mode='tensor')
-    torch.testing.assert_close(losses['loss_kd'], KDLoss(temperature=4.0)(s_logits, t_logits))
+    torch.testing.assert_close(losses['loss_kd'],
+                               KDLoss(temperature=4.0)(s_logits, t_logits))
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
 
 
@@ -114,8 +135,12 @@ def test_missing_teacher_heads_are_an_error_only_when_matching(teacher_export):
 def test_a_training_checkpoint_holds_the_heads_too(teacher_export):
     saved, _, train_ckpt = teacher_export
     torch.manual_seed(0)
-    model = build_cls(dict(wrapper_cfg(8), type='DistilledCDSClassifier',
-                           teacher=wrapper_cfg(16), teacher_ckpt=train_ckpt))
+    model = build_cls(
+        dict(
+            wrapper_cfg(8),
+            type='DistilledCDSClassifier',
+            teacher=wrapper_cfg(16),
+            teacher_ckpt=train_ckpt))
     model.init_weights()
     heads = {k: v for k, v in saved.items() if k.startswith('cds_head.')}
     assert heads
@@ -127,24 +152,40 @@ def test_a_teacher_checkpoint_of_another_model_is_refused(teacher_export):
     with pytest.raises(ValueError, match='does not fit model.teacher'):
         build(teacher_export, teacher_width=8)
     with pytest.raises(FileNotFoundError, match='model.teacher_ckpt'):
-        build_cls(dict(wrapper_cfg(8), type='DistilledCDSClassifier', teacher=wrapper_cfg(16),
-                       teacher_ckpt='missing.pth')).init_weights()
+        build_cls(
+            dict(
+                wrapper_cfg(8),
+                type='DistilledCDSClassifier',
+                teacher=wrapper_cfg(16),
+                teacher_ckpt='missing.pth')).init_weights()
 
 
 def test_teacher_from_a_config_file():
-    cfg = osp.join(REPO_ROOT, 'configs', 'demo', 'resnet50-w16_cds_1xb128_fashionmnist.py')
-    model = build_cls(dict(wrapper_cfg(8), type='DistilledCDSClassifier', teacher=cfg,
-                           teacher_ckpt='unused-until-init_weights.pth'))
+    cfg = osp.join(REPO_ROOT, 'configs', 'demo',
+                   'resnet50-w16_cds_1xb128_fashionmnist.py')
+    model = build_cls(
+        dict(
+            wrapper_cfg(8),
+            type='DistilledCDSClassifier',
+            teacher=cfg,
+            teacher_ckpt='unused-until-init_weights.pth'))
     assert model.teacher.classifier.backbone.depth == 50
-    assert [(a.in_features, a.out_features) for a in model.kd_adapters] == [(64, 512)] * 4
+    assert [(a.in_features, a.out_features)
+            for a in model.kd_adapters] == [(64, 512)] * 4
 
 
-def test_export_of_a_student_drops_teacher_and_adapters(teacher_export, tmp_path):
+def test_export_of_a_student_drops_teacher_and_adapters(
+        teacher_export, tmp_path):
     model = build(teacher_export)
-    torch.save(dict(state_dict=model.state_dict(), meta={}), tmp_path / 'student.pth')
-    student_cfg = dict(wrapper_cfg(8), type='DistilledCDSClassifier', teacher=wrapper_cfg(16),
-                       teacher_ckpt=teacher_export[1]['plain'])
-    paths = EXPORT.export(student_cfg, str(tmp_path / 'student.pth'), str(tmp_path / 'export'))
+    torch.save(
+        dict(state_dict=model.state_dict(), meta={}), tmp_path / 'student.pth')
+    student_cfg = dict(
+        wrapper_cfg(8),
+        type='DistilledCDSClassifier',
+        teacher=wrapper_cfg(16),
+        teacher_ckpt=teacher_export[1]['plain'])
+    paths = EXPORT.export(student_cfg, str(tmp_path / 'student.pth'),
+                          str(tmp_path / 'export'))
     plain = torch.load(paths['plain'], weights_only=True)['state_dict']
     student = build_cls(copy.deepcopy(wrapper_cfg(8)['classifier']))
     student.load_state_dict(plain, strict=True)
@@ -168,7 +209,8 @@ def test_a_plain_student_checkpoint_loads_and_leaves_the_teacher(
     teacher = copy.deepcopy(model.teacher.state_dict())
     torch.manual_seed(5)
     plain = build_cls(copy.deepcopy(wrapper_cfg(8)['classifier']))
-    torch.save(dict(state_dict=plain.state_dict(), meta={}), tmp_path / 'p.pth')
+    torch.save(
+        dict(state_dict=plain.state_dict(), meta={}), tmp_path / 'p.pth')
     load_checkpoint(model, str(tmp_path / 'p.pth'), map_location='cpu')
     for k, v in plain.state_dict().items():
         assert torch.equal(model.classifier.state_dict()[k], v), k

@@ -5,26 +5,33 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from test_cds_classifier import CLASSIFIER, TAPS  # noqa: E402
 
 import cds_mm  # noqa: F401
-
-from test_cds_classifier import CLASSIFIER, TAPS  # noqa: E402
 
 
 def build(mode='cds', **kwargs):
     torch.manual_seed(0)
     kwargs.setdefault('classifier', CLASSIFIER)
     kwargs['classifier'] = copy.deepcopy(kwargs['classifier'])
-    cfg = dict(type='SemiCDSClassifier', mode=mode,
-               cds_head=dict(type='CDSHead', taps=TAPS), **kwargs)
+    cfg = dict(
+        type='SemiCDSClassifier',
+        mode=mode,
+        cds_head=dict(type='CDSHead', taps=TAPS),
+        **kwargs)
     return MODELS.build(cfg).train()
 
 
 def mixed_batch(labels=(0, 1, None, 1, None, None, 2, None), seed=0):
     """Two views of len(labels) images; ``None`` marks an unlabelled one."""
     g = torch.Generator().manual_seed(seed)
-    views = [torch.randn(len(labels), 3, 32, 32, generator=g) for _ in range(2)]
-    samples = [DataSample() if y is None else DataSample().set_gt_label(y) for y in labels]
+    views = [
+        torch.randn(len(labels), 3, 32, 32, generator=g) for _ in range(2)
+    ]
+    samples = [
+        DataSample() if y is None else DataSample().set_gt_label(y)
+        for y in labels
+    ]
     return views, samples
 
 
@@ -48,7 +55,8 @@ def test_unlabelled_rows_never_reach_the_classifier_head():
     assert len(head_calls) == 1
     assert got_samples == [samples[i] for i in (0, 1, 3, 6)]
     assert feats[-1].shape[0] == 4
-    assert sorted(losses) == sorted(['loss_cls'] + [f'loss_cds_s{i}' for i in range(4)] +
+    assert sorted(losses) == sorted(['loss_cls'] +
+                                    [f'loss_cds_s{i}' for i in range(4)] +
                                     [f'loss_unsup_s{i}' for i in range(4)])
     assert all(torch.isfinite(v) for v in losses.values())
 
@@ -59,14 +67,15 @@ def test_ce_equals_labelled_rows_ce():
     model.eval()  # BatchNorm statistics must not depend on which rows follow
     losses = model.loss(views, samples)
     lab = [0, 1, 3, 6]
-    logits = model.classifier.head(model.classifier.extract_feat(views[0][lab]))
+    logits = model.classifier.head(
+        model.classifier.extract_feat(views[0][lab]))
     expected = F.cross_entropy(logits, torch.tensor([0, 1, 1, 2]))
     torch.testing.assert_close(losses['loss_cls'], expected)
 
 
 def test_all_unlabelled_batch_gives_the_head_no_gradient():
     model = build()
-    views, samples = mixed_batch(labels=(None,) * 6)
+    views, samples = mixed_batch(labels=(None, ) * 6)
     head_calls = spy(model, 'head.loss')
     losses = model.loss(views, samples)
     assert not head_calls
@@ -74,29 +83,39 @@ def test_all_unlabelled_batch_gives_the_head_no_gradient():
     assert not [k for k in losses if k.startswith('loss_cds')]
     sum(losses.values()).backward()
     fc = model.classifier.head.fc
-    assert fc.weight.grad is not None and fc.weight.grad.abs().max() == 0  # in graph, zero
-    assert model.classifier.backbone.layer1[0].conv1.weight.grad.abs().max() > 0  # SimCLR
+    # in graph, zero
+    assert fc.weight.grad is not None and fc.weight.grad.abs().max() == 0
+    # SimCLR
+    assert model.classifier.backbone.layer1[0].conv1.weight.grad.abs().max(
+    ) > 0
 
 
 def test_unlabelled_weight_scales_the_unlabelled_terms_only():
     views, samples = mixed_batch()
-    runs = {w: build(unlabelled_weight=w).loss(views, samples) for w in (0.0, 1.0, 2.5)}
+    runs = {
+        w: build(unlabelled_weight=w).loss(views, samples)
+        for w in (0.0, 1.0, 2.5)
+    }
     for i in range(4):
         key = f'loss_unsup_s{i}'
         assert runs[1.0][key] > 0
         assert runs[0.0][key] == 0
         torch.testing.assert_close(runs[2.5][key], 2.5 * runs[1.0][key])
-        torch.testing.assert_close(runs[2.5][f'loss_cds_s{i}'], runs[1.0][f'loss_cds_s{i}'])
+        torch.testing.assert_close(runs[2.5][f'loss_cds_s{i}'],
+                                   runs[1.0][f'loss_cds_s{i}'])
 
 
 def test_unlabelled_loss_is_label_free_simclr():
     model = build()
     views, samples = mixed_batch()
     losses = model.loss(views, samples)
-    z1, z2 = model.cds_head.project_views(
-        *[_taps(model, v, stage) for v, stage in zip(views, ('backbone', 'backbone'))])
+    z1, z2 = model.cds_head.project_views(*[
+        _taps(model, v, stage)
+        for v, stage in zip(views, ('backbone', 'backbone'))
+    ])
     unl = [2, 4, 5, 7]
-    simclr = model.cds_head.loss_module(torch.stack([z1[0][unl], z2[0][unl]], 1), None)
+    simclr = model.cds_head.loss_module(
+        torch.stack([z1[0][unl], z2[0][unl]], 1), None)
     torch.testing.assert_close(losses['loss_unsup_s0'], 0.1 * simclr)
 
 
@@ -119,8 +138,11 @@ def test_mode_off_trains_on_the_labelled_rows_only():
     (dict(mode='dsn'), 'model.mode'),
     (dict(joint_batch=True), 'model.joint_batch'),
     (dict(unlabelled_weight=-1.0), 'model.unlabelled_weight'),
-    (dict(classifier=dict(CLASSIFIER, train_cfg=dict(augments=[
-        dict(type='Mixup', alpha=0.8)]))), 'model.classifier.train_cfg.augments'),
+    (dict(
+        classifier=dict(
+            CLASSIFIER,
+            train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8)]))),
+     'model.classifier.train_cfg.augments'),
 ])
 def test_bad_settings_name_the_key(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -140,15 +162,22 @@ def test_a_partly_labelled_batch_passes_the_data_preprocessor(collate):
         info = dict(img=imgs) if 'gt_label' not in s else dict(
             img=imgs, gt_label=int(s.gt_label))
         items.append(pack(info))
-    data = dict(pseudo_collate=pseudo_collate,
-                default_collate=default_collate)[collate](items)
+    data = dict(
+        pseudo_collate=pseudo_collate,
+        default_collate=default_collate)[collate](
+            items)
     data = model.data_preprocessor(data, True)
     assert [tuple(v.shape) for v in data['inputs']] == [(8, 3, 32, 32)] * 2
     mean = torch.tensor([1., 2., 3.]).view(1, 3, 1, 1)
     std = torch.tensor([4., 5., 6.]).view(1, 3, 1, 1)
     torch.testing.assert_close(data['inputs'][1],
-                               (views[1].flip(1) - mean) / std)   # to_rgb
-    got = [int(s.gt_label) if 'gt_label' in s else None for s in data['data_samples']]
-    assert got == [None if 'gt_label' not in s else int(s.gt_label) for s in samples]
+                               (views[1].flip(1) - mean) / std)  # to_rgb
+    got = [
+        int(s.gt_label) if 'gt_label' in s else None
+        for s in data['data_samples']
+    ]
+    assert got == [
+        None if 'gt_label' not in s else int(s.gt_label) for s in samples
+    ]
     losses = model(**data, mode='loss')
     assert 'loss_unsup_s0' in losses and 'loss_cds_s0' in losses

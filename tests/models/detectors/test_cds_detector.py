@@ -10,7 +10,8 @@ from mmengine.registry import init_default_scope
 
 import cds_mm  # noqa: F401
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 DEMO = osp.join(REPO, 'configs/demo/faster-rcnn_r18-w16_fpn_cds_shapes.py')
 
 
@@ -30,12 +31,19 @@ def build(cfg, **overrides):
 
 def two_view_batch(model, num_items=(3, 0), same_views=False):
     """Both views of demo images through the wrapper's data preprocessor."""
-    packed = demo_mm_inputs(batch_size=len(num_items), image_shapes=(3, 96, 96),
-                            num_items=list(num_items), num_classes=3)
-    view2 = [x.flip(0) if not same_views else x.clone() for x in packed['inputs']]
-    data = dict(inputs=dict(main=packed['inputs'], cds=view2),
-                data_samples=dict(main=packed['data_samples'],
-                                  cds=copy.deepcopy(packed['data_samples'])))
+    packed = demo_mm_inputs(
+        batch_size=len(num_items),
+        image_shapes=(3, 96, 96),
+        num_items=list(num_items),
+        num_classes=3)
+    view2 = [
+        x.flip(0) if not same_views else x.clone() for x in packed['inputs']
+    ]
+    data = dict(
+        inputs=dict(main=packed['inputs'], cds=view2),
+        data_samples=dict(
+            main=packed['data_samples'],
+            cds=copy.deepcopy(packed['data_samples'])))
     return model.data_preprocessor(data, True)
 
 
@@ -51,7 +59,8 @@ def test_losses_heads_and_view2_stops_at_the_neck(demo_cfg):
     losses = model.loss(data['inputs'], data['data_samples'])
     assert calls == dict(rpn=1, roi=1)  # view 2 never reaches RPN/RoI heads
     cds_keys = sorted(k for k in losses if k.startswith('loss_cds'))
-    assert cds_keys == ['loss_cds_inst_s0'] + [f'loss_cds_s{i}' for i in range(4)]
+    assert cds_keys == ['loss_cds_inst_s0'
+                        ] + [f'loss_cds_s{i}' for i in range(4)]
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
     total = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
     assert torch.isfinite(total)
@@ -77,13 +86,16 @@ def test_predict_is_the_plain_detector(demo_cfg):
     model = build(demo_cfg).eval()
     plain = MODELS.build(copy.deepcopy(demo_cfg['detector'])).eval()
     plain.load_state_dict(model.detector.state_dict(), strict=True)
-    packed = demo_mm_inputs(batch_size=2, image_shapes=(3, 96, 96), num_classes=3)
+    packed = demo_mm_inputs(
+        batch_size=2, image_shapes=(3, 96, 96), num_classes=3)
     data = model.data_preprocessor(packed, False)
     got = model.predict(data['inputs'], copy.deepcopy(data['data_samples']))
     ref = plain.predict(data['inputs'], copy.deepcopy(data['data_samples']))
     for a, b in zip(got, ref):
-        torch.testing.assert_close(a.pred_instances.bboxes, b.pred_instances.bboxes)
-        torch.testing.assert_close(a.pred_instances.scores, b.pred_instances.scores)
+        torch.testing.assert_close(a.pred_instances.bboxes,
+                                   b.pred_instances.bboxes)
+        torch.testing.assert_close(a.pred_instances.scores,
+                                   b.pred_instances.scores)
 
 
 def test_off_mode_is_the_plain_detector_with_no_heads(demo_cfg):
@@ -96,9 +108,14 @@ def test_off_mode_is_the_plain_detector_with_no_heads(demo_cfg):
 
 
 def test_backbone_only_taps_skip_the_neck_for_view2(demo_cfg):
-    model = build(demo_cfg, instance_head=None, cds_head=dict(
-        type='CDSHead', taps=['backbone.layer2', 'backbone.layer4'],
-        projector=dict(type='SepConvProjector'), use_labels=False)).train()
+    model = build(
+        demo_cfg,
+        instance_head=None,
+        cds_head=dict(
+            type='CDSHead',
+            taps=['backbone.layer2', 'backbone.layer4'],
+            projector=dict(type='SepConvProjector'),
+            use_labels=False)).train()
     assert model.cds_head.in_channels == [32, 128]
     neck_calls = []
     model.detector.neck.register_forward_hook(lambda *a: neck_calls.append(1))
@@ -114,9 +131,11 @@ def test_errors_name_what_is_missing(demo_cfg):
     with pytest.raises(ValueError, match='cds_head, instance_head or both'):
         build(demo_cfg, cds_head=None, instance_head=None)
     with pytest.raises(ValueError, match=r"cds_head.taps: 'neck.fpn_conv.0'"):
-        build(demo_cfg, cds_head=dict(type='CDSHead', taps=['neck.fpn_conv.0']))
+        build(
+            demo_cfg, cds_head=dict(type='CDSHead', taps=['neck.fpn_conv.0']))
     model = build(demo_cfg).train()
-    packed = demo_mm_inputs(batch_size=2, image_shapes=(3, 96, 96), num_classes=3)
+    packed = demo_mm_inputs(
+        batch_size=2, image_shapes=(3, 96, 96), num_classes=3)
     data = model.data_preprocessor.data_preprocessor(packed, True)
     with pytest.raises(ValueError, match='MultiBranch'):
         model.loss(data['inputs'], data['data_samples'])
@@ -126,16 +145,21 @@ def test_frozen_stage_tap_names_frozen_stages(demo_cfg):
     cfg = copy.deepcopy(demo_cfg)
     cfg.detector.backbone.frozen_stages = 1
     with pytest.raises(ValueError, match="'backbone.layer1'.*frozen_stages"):
-        build(cfg, instance_head=None, cds_head=dict(
-            type='CDSHead', taps=['backbone.layer1'], use_labels=False,
-            projector=dict(type='MLPProjector')))
+        build(
+            cfg,
+            instance_head=None,
+            cds_head=dict(
+                type='CDSHead',
+                taps=['backbone.layer1'],
+                use_labels=False,
+                projector=dict(type='MLPProjector')))
 
 
 def test_image_level_head_settings_that_need_labels_are_refused(demo_cfg):
     head = copy.deepcopy(demo_cfg.cds_head)
     head.pop('use_labels')
     model = build(demo_cfg, cds_head=head)
-    assert model.cds_head.use_labels is False   # the detector default
+    assert model.cds_head.use_labels is False  # the detector default
     with pytest.raises(ValueError, match=r'model.cds_head.use_labels=True'):
         build(demo_cfg, cds_head=dict(head, use_labels=True))
     with pytest.raises(ValueError, match=r"model.cds_head.mode='dsn'"):
@@ -162,16 +186,16 @@ def _load_from(ckpt, work_dir):
     return runner.model
 
 
-def test_plain_and_cds_checkpoints_load_through_load_from(demo_cfg, tmp_path,
-                                                          monkeypatch):
+def test_plain_and_cds_checkpoints_load_through_load_from(
+        demo_cfg, tmp_path, monkeypatch):
     from cds_mm.models.utils import plain_checkpoint
     logged = []
     monkeypatch.setattr(plain_checkpoint, 'print_log',
                         lambda msg, **kw: logged.append(msg))
-    torch.manual_seed(7)   # not the wrapper's init
+    torch.manual_seed(7)  # not the wrapper's init
     plain = _randomised(MODELS.build(copy.deepcopy(demo_cfg.detector)), 1)
-    torch.save(dict(state_dict=plain.state_dict(), meta={}),
-               tmp_path / 'plain.pth')
+    torch.save(
+        dict(state_dict=plain.state_dict(), meta={}), tmp_path / 'plain.pth')
     model = _load_from(tmp_path / 'plain.pth', tmp_path / 'a')
     assert len(logged) == 1 and '"detector."' in logged[0]
     inner = model.detector.state_dict()
@@ -179,11 +203,11 @@ def test_plain_and_cds_checkpoints_load_through_load_from(demo_cfg, tmp_path,
     for k, v in plain.state_dict().items():
         assert torch.equal(inner[k], v), k
 
-    _randomised(model, 2)   # heads too: the CDS checkpoint keeps everything
-    torch.save(dict(state_dict=model.state_dict(), meta={}),
-               tmp_path / 'cds.pth')
+    _randomised(model, 2)  # heads too: the CDS checkpoint keeps everything
+    torch.save(
+        dict(state_dict=model.state_dict(), meta={}), tmp_path / 'cds.pth')
     again = _load_from(tmp_path / 'cds.pth', tmp_path / 'b')
-    assert len(logged) == 1   # nothing moved
+    assert len(logged) == 1  # nothing moved
     assert again.state_dict().keys() == model.state_dict().keys()
     for k, v in model.state_dict().items():
         assert torch.equal(again.state_dict()[k], v), k

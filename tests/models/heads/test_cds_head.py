@@ -8,13 +8,20 @@ from cds_mm.models.losses import SupConLoss
 
 def feats(n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(n, 8, 8, 8, generator=g), torch.randn(n, 16, 4, 4, generator=g)]
+    return [
+        torch.randn(n, 8, 8, 8, generator=g),
+        torch.randn(n, 16, 4, 4, generator=g)
+    ]
 
 
 def make(mode='cds', **kwargs):
     torch.manual_seed(0)
-    return CDSHead(taps=['a', 'b'], in_channels=[8, 16], mode=mode,
-                   num_classes=3 if mode == 'dsn' else None, **kwargs).eval()
+    return CDSHead(
+        taps=['a', 'b'],
+        in_channels=[8, 16],
+        mode=mode,
+        num_classes=3 if mode == 'dsn' else None,
+        **kwargs).eval()
 
 
 def test_paper_projector_widths_follow_last_tap():
@@ -32,9 +39,13 @@ def test_cds_loss_is_weighted_supcon_of_both_views():
     losses = head.loss(f1, f2, labels)
     ref = SupConLoss(temperature=0.07)
     for i, w in enumerate([0.1, 0.3]):
-        z = torch.stack([F.normalize(head.projectors[i](f1[i]), dim=1),
-                         F.normalize(head.projectors[i](f2[i]), dim=1)], dim=1)
-        torch.testing.assert_close(losses[f'loss_cds_s{i}'], w * ref(z, labels))
+        z = torch.stack([
+            F.normalize(head.projectors[i](f1[i]), dim=1),
+            F.normalize(head.projectors[i](f2[i]), dim=1)
+        ],
+                        dim=1)
+        torch.testing.assert_close(losses[f'loss_cds_s{i}'],
+                                   w * ref(z, labels))
 
 
 def test_loss_by_projections_takes_prefix_weight_and_rows():
@@ -49,15 +60,20 @@ def test_loss_by_projections_takes_prefix_weight_and_rows():
     full = head.loss_by_projections(z1, z2, labels)
     assert sorted(full) == ['loss_cds_s0', 'loss_cds_s1']
     for i, w in enumerate([0.1, 0.3]):
-        ref = SupConLoss(temperature=0.07)(torch.stack([z1[i], z2[i]], 1), labels)
+        ref = SupConLoss(temperature=0.07)(torch.stack([z1[i], z2[i]], 1),
+                                           labels)
         torch.testing.assert_close(full[f'loss_cds_s{i}'], w * ref)
     head.set_weight_scale(0.5)
-    torch.testing.assert_close(head.loss_by_projections(z1, z2, labels)['loss_cds_s1'],
-                               0.5 * full['loss_cds_s1'])
+    torch.testing.assert_close(
+        head.loss_by_projections(z1, z2, labels)['loss_cds_s1'],
+        0.5 * full['loss_cds_s1'])
     head.set_weight_scale(1.0)
     rows = [1, 2, 4]
-    part = head.loss_by_projections([z[rows] for z in z1], [z[rows] for z in z2], None,
-                                    prefix='loss_unsup', weight=2.0)
+    part = head.loss_by_projections([z[rows] for z in z1],
+                                    [z[rows] for z in z2],
+                                    None,
+                                    prefix='loss_unsup',
+                                    weight=2.0)
     assert sorted(part) == ['loss_unsup_s0', 'loss_unsup_s1']
     ref = SupConLoss(temperature=0.07)
     z = torch.stack([z1[1][rows], z2[1][rows]], dim=1)
@@ -80,7 +96,8 @@ def test_dsn_is_ce_of_auxiliary_classifiers_on_view1():
     labels = torch.tensor([0, 1, 2, 2])
     losses = head.loss(f1, labels=labels)
     logits = head.classifiers[1](head.projectors[1](f1[1]))
-    torch.testing.assert_close(losses['loss_dsn_s1'], 0.1 * F.cross_entropy(logits, labels))
+    torch.testing.assert_close(losses['loss_dsn_s1'],
+                               0.1 * F.cross_entropy(logits, labels))
     with pytest.raises(ValueError, match='labels'):
         head.loss(f1)
 

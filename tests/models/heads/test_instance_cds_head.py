@@ -8,15 +8,20 @@ from cds_mm.models.heads import instance_cds_head as head_module
 
 def make_head(**kwargs):
     torch.manual_seed(0)
-    cfg = dict(taps=['p2'], in_channels=[8],
-               projector=dict(type='MLPProjector', hid_channels=16, out_channels=8))
+    cfg = dict(
+        taps=['p2'],
+        in_channels=[8],
+        projector=dict(type='MLPProjector', hid_channels=16, out_channels=8))
     cfg.update(kwargs)
     return InstanceCDSHead(**cfg).eval()
 
 
 def boxes_and_labels():
-    boxes = [torch.tensor([[0., 0., 16., 16.], [20., 4., 40., 30.], [8., 30., 60., 60.]]),
-             torch.tensor([[10., 10., 50., 40.]])]
+    boxes = [
+        torch.tensor([[0., 0., 16., 16.], [20., 4., 40., 30.],
+                      [8., 30., 60., 60.]]),
+        torch.tensor([[10., 10., 50., 40.]])
+    ]
     labels = [torch.tensor([0, 1, 2]), torch.tensor([1])]
     return boxes, labels
 
@@ -26,9 +31,11 @@ def test_box_correspondence_matters():
     feat = torch.randn(2, 8, 16, 16)
     boxes, labels = boxes_and_labels()
     size = ((64, 64), (64, 64))
-    right = head.loss([feat], [feat], boxes, boxes, labels, size)['loss_cds_inst_s0']
+    right = head.loss([feat], [feat], boxes, boxes, labels,
+                      size)['loss_cds_inst_s0']
     shuffled = [boxes[0][[2, 0, 1]], boxes[1]]
-    wrong = head.loss([feat], [feat], boxes, shuffled, labels, size)['loss_cds_inst_s0']
+    wrong = head.loss([feat], [feat], boxes, shuffled, labels,
+                      size)['loss_cds_inst_s0']
     assert right < wrong
 
 
@@ -38,7 +45,8 @@ def test_image_with_mismatched_box_counts_is_skipped():
     boxes, labels = boxes_and_labels()
     size = ((64, 64), (64, 64))
     dropped = [boxes[0][:2], boxes[1]]  # view 2 lost a box of image 0
-    got = head.loss([feat], [feat], boxes, dropped, labels, size)['loss_cds_inst_s0']
+    got = head.loss([feat], [feat], boxes, dropped, labels,
+                    size)['loss_cds_inst_s0']
     only1 = head.loss([feat[1:]], [feat[1:]], boxes[1:], boxes[1:], labels[1:],
                       size)['loss_cds_inst_s0']
     torch.testing.assert_close(got, only1)
@@ -49,7 +57,8 @@ def test_no_boxes_zero_loss_touches_every_parameter():
     feat = torch.randn(2, 8, 16, 16, requires_grad=True)
     empty = [torch.zeros(0, 4), torch.zeros(0, 4)]
     labels = [torch.zeros(0, dtype=torch.long)] * 2
-    loss = head.loss([feat], [feat], empty, empty, labels, ((64, 64),) * 2)['loss_cds_inst_s0']
+    loss = head.loss([feat], [feat], empty, empty, labels,
+                     ((64, 64), ) * 2)['loss_cds_inst_s0']
     assert loss.item() == 0
     loss.backward()
     assert all(p.grad is not None for p in head.parameters())
@@ -60,15 +69,21 @@ def test_weight_and_scale():
     feat = torch.randn(2, 8, 16, 16)
     boxes, labels = boxes_and_labels()
     size = ((64, 64), (64, 64))
-    full = head.loss([feat], [feat * 0.5], boxes, boxes, labels, size)['loss_cds_inst_s0']
+    full = head.loss([feat], [feat * 0.5], boxes, boxes, labels,
+                     size)['loss_cds_inst_s0']
     head.set_weight_scale(0.5)
-    half = head.loss([feat], [feat * 0.5], boxes, boxes, labels, size)['loss_cds_inst_s0']
+    half = head.loss([feat], [feat * 0.5], boxes, boxes, labels,
+                     size)['loss_cds_inst_s0']
     torch.testing.assert_close(half, full * 0.5)
 
 
-@pytest.mark.parametrize('kwargs', [dict(in_channels=None), dict(in_channels=[8, 8]),
-                                    dict(loss_weight=[1., 2.]), dict(roi_size=0),
-                                    dict(max_boxes_per_image=0)])
+@pytest.mark.parametrize('kwargs', [
+    dict(in_channels=None),
+    dict(in_channels=[8, 8]),
+    dict(loss_weight=[1., 2.]),
+    dict(roi_size=0),
+    dict(max_boxes_per_image=0)
+])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError, match='instance_head'):
         make_head(**kwargs)
@@ -97,8 +112,9 @@ def test_one_class_batch_falls_back_to_simclr_once_warned(monkeypatch):
     size = ((128, 128), (128, 128))
     got = make_head().loss([feat], [feat * 0.5], boxes, boxes, one_class,
                            size)['loss_cds_inst_s0']
-    simclr = make_head(use_labels=False).loss(
-        [feat], [feat * 0.5], boxes, boxes, one_class, size)['loss_cds_inst_s0']
+    simclr = make_head(use_labels=False).loss([feat], [feat * 0.5], boxes,
+                                              boxes, one_class,
+                                              size)['loss_cds_inst_s0']
     torch.testing.assert_close(got, simclr)
     two_class = [torch.tensor([0, 0, 0, 1, 1, 1])]
     supcon = make_head().loss([feat], [feat * 0.5], boxes, boxes, two_class,
@@ -150,12 +166,12 @@ def test_dense_image_samples_same_boxes_in_both_views():
     for j, (r1, r2, b) in enumerate(zip(rois1, rois2, boxes)):
         kept = ids[50 * j:50 * (j + 1)] - 1000 * j
         assert len(set(kept.tolist())) == 50
-        torch.testing.assert_close(r1, b[kept])          # labels follow boxes
-        torch.testing.assert_close(r2, b[kept] + 1)      # same boxes in view 2
+        torch.testing.assert_close(r1, b[kept])  # labels follow boxes
+        torch.testing.assert_close(r2, b[kept] + 1)  # same boxes in view 2
     # seeded from torch's RNG: the same seed, the same boxes; another, others
     torch.manual_seed(3)
-    torch.testing.assert_close(head._select_boxes(boxes, shifted, labels)[2],
-                               ids)
+    torch.testing.assert_close(
+        head._select_boxes(boxes, shifted, labels)[2], ids)
     torch.manual_seed(4)
     assert not torch.equal(head._select_boxes(boxes, shifted, labels)[2], ids)
 

@@ -8,17 +8,21 @@ import torch.nn.functional as F
 from cds_mm.models.heads import projectors
 from cds_mm.models.heads.projectors import MLPProjector, SepConvProjector
 
-# (in_channels, out_channels, blocks, channel schedule): ResNet-18/34 and ResNet-50+ stage widths
+# (in_channels, out_channels, blocks, channel schedule): ResNet-18/34 and
+# ResNet-50+ stage widths
 R18 = [(64, 512, 3, (64, 128, 256, 512)), (128, 512, 2, (128, 256, 512)),
        (256, 512, 1, (256, 512)), (512, 512, 0, (512, ))]
-R50 = [(256, 2048, 3, (256, 512, 1024, 2048)), (512, 2048, 2, (512, 1024, 2048)),
-       (1024, 2048, 1, (1024, 2048)), (2048, 2048, 0, (2048, ))]
+R50 = [(256, 2048, 3, (256, 512, 1024, 2048)),
+       (512, 2048, 2, (512, 1024, 2048)), (1024, 2048, 1, (1024, 2048)),
+       (2048, 2048, 0, (2048, ))]
 
 
 def _pre_pool_shape(head, x):
-    """Shape of the last block's output (before global pooling), seen by a forward hook."""
+    """Shape of the last block's output (before global pooling), seen by a
+    forward hook."""
     seen = []
-    handle = head.blocks[-1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    handle = head.blocks[-1].register_forward_hook(
+        lambda m, i, o: seen.append(o.shape))
     out = head(x)
     handle.remove()
     return tuple(seen[0]), out
@@ -32,27 +36,31 @@ def test_block_count_and_channel_schedule(cin, cout, blocks, channels):
     # the modules themselves follow the schedule
     for block, c_in, c_out in zip(head.blocks, channels, channels[1:]):
         convs = [m for m in block if isinstance(m, nn.Conv2d)]
-        assert [(m.in_channels, m.out_channels, m.groups, m.stride[0]) for m in convs] == [
-            (c_in, c_in, c_in, 2), (c_in, c_in, 1, 1), (c_in, c_in, c_in, 1),
-            (c_in, c_out, 1, 1)]
+        assert [(m.in_channels, m.out_channels, m.groups, m.stride[0])
+                for m in convs] == [(c_in, c_in, c_in, 2), (c_in, c_in, 1, 1),
+                                    (c_in, c_in, c_in, 1), (c_in, c_out, 1, 1)]
         assert all(m.bias is None for m in convs)
     assert head.out_channels == cout
 
 
 def test_geometric_schedule_for_other_widths():
-    assert SepConvProjector(100, 300).channels == (100, 173, 300)   # log2(3) -> 2 blocks
-    assert SepConvProjector(96, 128).channels == (96, 128)           # widths differ: >= 1 block
+    # log2(3) -> 2 blocks
+    assert SepConvProjector(100, 300).channels == (100, 173, 300)
+    # widths differ: >= 1 block
+    assert SepConvProjector(96, 128).channels == (96, 128)
     assert SepConvProjector(256, 128).channels == (256, 128)
     assert SepConvProjector(64, 512, num_blocks=1).channels == (64, 512)
 
 
 @pytest.mark.parametrize('size,final', [(32, 4), (56, 7)])
 def test_resnet18_shapes_cifar_and_imagenet(size, final):
-    # CIFAR ResNet: layer1..3 at 32/16/8 px all reach 4x4; ImageNet (56/28/14) reach 7x7
+    # CIFAR ResNet: layer1..3 at 32/16/8 px all reach 4x4; ImageNet (56/28/14)
+    # reach 7x7
     torch.manual_seed(0)
     for i, (cin, cout, blocks, _) in enumerate(R18[:3]):
         head = SepConvProjector(cin, cout)
-        pre, out = _pre_pool_shape(head, torch.randn(2, cin, size >> i, size >> i))
+        pre, out = _pre_pool_shape(head,
+                                   torch.randn(2, cin, size >> i, size >> i))
         assert pre == (2, cout, final, final)
         assert out.shape == (2, cout)
 
@@ -76,7 +84,8 @@ def test_parameter_count_64_to_512():
     # SepConv(a, b): 9a + a*a + 2a (BN) + 9a + a*b + 2b (BN)
     # 64->128: 13824, 128->256: 52224, 256->512: 202752
     head = SepConvProjector(64, 512)
-    assert sum(p.numel() for p in head.parameters()) == 13824 + 52224 + 202752 == 268800
+    assert sum(p.numel()
+               for p in head.parameters()) == 13824 + 52224 + 202752 == 268800
 
 
 def test_sepconv_gradients_reach_input_and_every_parameter():
@@ -84,21 +93,24 @@ def test_sepconv_gradients_reach_input_and_every_parameter():
     x = torch.randn(2, 64, 8, 8, requires_grad=True)
     head(x).pow(2).sum().backward()
     assert x.grad.abs().sum() > 0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in head.parameters())
 
 
 def test_sepconv_output_is_not_normalised():
     out = SepConvProjector(64, 128).eval()(torch.randn(4, 64, 8, 8))
-    assert (out >= 0).all()                      # ends with ReLU then pooling
+    assert (out >= 0).all()  # ends with ReLU then pooling
     assert not torch.allclose(out.norm(dim=1), torch.ones(4))
 
 
 def test_mlp_with_conv_on_fpn_level():
-    head = MLPProjector(256, hid_channels=64, out_channels=32, num_convs=1, conv_channels=128)
+    head = MLPProjector(
+        256, hid_channels=64, out_channels=32, num_convs=1, conv_channels=128)
     x = torch.randn(2, 256, 8, 8, requires_grad=True)
     out = head(x)
     assert out.shape == (2, 32) and head.out_channels == 32
-    assert head.convs[0].in_channels == 256 and head.convs[0].out_channels == 128
+    assert head.convs[0].in_channels == 256 and head.convs[
+        0].out_channels == 128
     assert head.fc0.in_features == 128
     out.sum().backward()
     assert x.grad.abs().sum() > 0
@@ -121,9 +133,10 @@ def test_mlp_batch_of_one_in_training_uses_running_stats():
     stats = head.norm.running_mean.clone()
     out = head.train()(x)
     assert out.shape == (1, 4)
-    torch.testing.assert_close(head.norm.running_mean, stats)      # untouched
+    torch.testing.assert_close(head.norm.running_mean, stats)  # untouched
     torch.testing.assert_close(out, head.eval()(x))
-    # a conv head on a feature map of one image runs too (its conv BN sees H * W values)
+    # a conv head on a feature map of one image runs too (its conv BN sees H *
+    # W values)
     conv_head = MLPProjector(16, 8, 4, num_convs=1).train()
     assert conv_head(torch.randn(1, 16, 3, 3)).shape == (1, 4)
 
@@ -131,7 +144,8 @@ def test_mlp_batch_of_one_in_training_uses_running_stats():
 @pytest.mark.parametrize('num_convs', [0, 1])
 @pytest.mark.parametrize('train', [True, False])
 def test_mlp_empty_batch(num_convs, train):
-    head = MLPProjector(16, hid_channels=8, out_channels=4, num_convs=num_convs).train(train)
+    head = MLPProjector(
+        16, hid_channels=8, out_channels=4, num_convs=num_convs).train(train)
     x = torch.randn(0, 16, 6, 6, requires_grad=True)
     out = head(x)
     assert out.shape == (0, 4)
@@ -142,7 +156,8 @@ def test_mlp_empty_batch(num_convs, train):
 def test_mlp_without_norm_has_biases():
     head = MLPProjector(8, 8, 4, num_convs=1, norm_cfg=None)
     assert head.convs[0].bias is not None and head.fc0.bias is not None
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
+    assert not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
     assert head(torch.randn(1, 8, 3, 3)).shape == (1, 4)
 
 
@@ -150,13 +165,18 @@ def test_syncbn_falls_back_to_bn_on_one_process(monkeypatch):
     assert not torch.distributed.is_initialized()
     logs = []
     monkeypatch.setattr(projectors, '_syncbn_warned', False)
-    monkeypatch.setattr(projectors, 'print_log', lambda msg, **kw: logs.append(msg))
+    monkeypatch.setattr(projectors, 'print_log',
+                        lambda msg, **kw: logs.append(msg))
     sep = SepConvProjector(32, 64, norm_cfg=dict(type='SyncBN'))
     mlp = MLPProjector(32, 16, 8, num_convs=1, norm_cfg=dict(type='SyncBN'))
-    norms = [m for m in [*sep.modules(), *mlp.modules()]
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    assert len(norms) == 4 and not any(isinstance(m, nn.SyncBatchNorm) for m in norms)
-    assert isinstance(mlp.norm, nn.BatchNorm1d) and isinstance(mlp.convs[1], nn.BatchNorm2d)
+    norms = [
+        m for m in [*sep.modules(), *mlp.modules()]
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    assert len(norms) == 4 and not any(
+        isinstance(m, nn.SyncBatchNorm) for m in norms)
+    assert isinstance(mlp.norm, nn.BatchNorm1d) and isinstance(
+        mlp.convs[1], nn.BatchNorm2d)
     x = torch.randn(2, 32, 8, 8)
     assert sep.train()(x).shape == (2, 64) and mlp.train()(x).shape == (2, 8)
     assert len(logs) == 1 and "norm_cfg=dict(type='BN')" in logs[0]
@@ -202,7 +222,9 @@ def test_bad_input_shapes(head, x):
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 def test_build_from_downstream_registries(scope):
     registry = importlib.import_module(f'{scope}.registry').MODELS
-    sep = registry.build(dict(type='SepConvProjector', in_channels=128, out_channels=512))
-    mlp = registry.build(dict(type='MLPProjector', in_channels=256, num_convs=1))
+    sep = registry.build(
+        dict(type='SepConvProjector', in_channels=128, out_channels=512))
+    mlp = registry.build(
+        dict(type='MLPProjector', in_channels=256, num_convs=1))
     assert type(sep) is SepConvProjector and sep.channels == (128, 256, 512)
     assert type(mlp) is MLPProjector and mlp.out_channels == 128

@@ -34,7 +34,7 @@ def test_t_squared_keeps_the_gradient_scale_at_high_temperature():
     t = torch.randn(64, 10, generator=g)
     norms = []
     for T in (4.0, 16.0):
-        (grad,) = torch.autograd.grad(KDLoss(temperature=T)(s, t), s)
+        (grad, ) = torch.autograd.grad(KDLoss(temperature=T)(s, t), s)
         norms.append(grad.norm().item())
     # without T^2 the gradient would shrink ~T^2 = 16x between the two
     assert norms[1] / norms[0] > 0.1

@@ -10,7 +10,8 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
-        self.block = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.block = nn.Sequential(
+            nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU())
         self.head = nn.Linear(8, 2)
         self.calls = 0
 
@@ -29,7 +30,8 @@ def test_captures_in_name_order_during_own_forward():
     assert net.calls == 1  # the model ran once; the taps only listened
     assert [tuple(f.shape) for f in feats] == [(2, 8, 4, 4), (2, 4, 8, 8)]
     torch.testing.assert_close(feats[1], net.stem(x))
-    # the captured tensors are part of the graph: a loss on them trains the stem
+    # the captured tensors are part of the graph: a loss on them trains the
+    # stem
     (feats[0].sum() + out.sum()).backward()
     assert net.stem.weight.grad is not None
 
@@ -74,7 +76,8 @@ def test_frozen_module_rejected():
     net = Net()
     for p in net.stem.parameters():
         p.requires_grad = False
-    with pytest.raises(ValueError, match="'stem' is a frozen module.*frozen_stages"):
+    with pytest.raises(
+            ValueError, match="'stem' is a frozen module.*frozen_stages"):
         FeatureTaps(net, ['stem', 'block']).check_trainable()
     FeatureTaps(net, ['block']).check_trainable()
 
