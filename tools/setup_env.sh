@@ -30,6 +30,7 @@ FINGERPRINT="$(printf '%s\n' "${TORCH_PINS[@]}" "${STACK_PINS[@]}" "mmcv==$MMCV_
   | sha1sum | cut -c1-16)"
 # the lowest mmdet / mmpretrain that requirements/mminstall.txt claims, cached for the install tests
 LOWEST_PINS=(mmdet==3.2.0 mmpretrain==1.1.0)
+EDITABLE_BUILD_PINS=('setuptools>=64,<70' wheel)
 
 step() { printf '\n[setup_env] == %s\n' "$*"; }
 CURRENT_STEP=start
@@ -92,6 +93,9 @@ CURRENT_STEP="install ${STACK_PINS[*]} and cds_mm"; step "$CURRENT_STEP"
 "${PIP[@]}" install -q "${STACK_PINS[@]}" -r "$REPO/requirements.txt"
 "${PIP[@]}" install -q --no-deps -e "$REPO"
 "${PIP[@]}" download -q --no-deps -d "$CACHE/lowest" "${LOWEST_PINS[@]}"
+# a PEP 660 setuptools for the offline editable-install test (openmim's
+# openxlab pins setuptools 60.2, which cannot build editable wheels)
+"${PIP[@]}" download -q -d "$CACHE/build" "${EDITABLE_BUILD_PINS[@]}"
 
 CURRENT_STEP="check mmcv ops and imports"; step "$CURRENT_STEP"
 "$VENV/bin/python" - <<'PY'

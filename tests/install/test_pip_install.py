@@ -210,3 +210,40 @@ def test_lowest_claimed_mmdet_and_mmpretrain(tmp_path):
     ],
                cwd=osp.join(REPO_ROOT, 'tests'))
     assert ' passed' in out and 'failed' not in out, out[-3000:]
+
+
+def test_mim_install_editable(tmp_path):
+    # mim adds mmcv find links from MMCV_BASE_URL: a local one keeps the
+    # test offline (a user's default points at download.openmmlab.com)
+    pytest.importorskip('mim')
+    root = str(tmp_path)
+    python, site = _overlay_venv(root)
+    before = set(os.listdir(site))
+    src = _repo_copy(osp.join(root, 'src'))
+    build = osp.join(CACHE, 'build')
+    if not glob.glob(osp.join(build, 'setuptools-*.whl')):
+        pytest.skip(f'no cached setuptools wheel in {build} '
+                    '(tools/setup_env.sh downloads it)')
+    env = dict(os.environ, MMCV_BASE_URL=f'file://{root}/no-mmcv-index')
+    # build isolation, as a user's `mim install -e .`, but from the cache
+    out = _run([
+        python, '-m', 'mim', 'install', '--no-index', '--find-links', build,
+        '-e', src
+    ],
+               cwd=root,
+               env=env)
+    added = {
+        n.split('-')[0]
+        for n in set(os.listdir(site)) - before
+        if not n.startswith('__pycache')
+    }
+    assert added and all('cds_mm' in n for n in added), (added, out[-2000:])
+    where = _run([
+        python, '-c', 'import os.path as osp, cds_mm; '
+        'print(osp.dirname(cds_mm.__file__))'
+    ],
+                 cwd=root).strip()
+    assert osp.samefile(where, osp.join(src, 'cds_mm')), where
+    mim = osp.join(src, 'cds_mm', '.mim')
+    for rel in ('model-index.yml', 'tools/train.py', 'configs/' + DEMO):
+        assert osp.isfile(osp.join(mim, rel)), rel
