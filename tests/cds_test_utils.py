@@ -92,34 +92,30 @@ def write_class_pngs(data_root):
 # scalars.json
 TINY = """
 _base_ = {base!r}
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters},
-val_interval=1000) default_hooks = dict(logger=dict(interval=1),
-checkpoint=dict(
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters}, val_interval=1000)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(
     _delete_=True, type='CheckpointHook', by_epoch=False, interval={iters}))
 log_processor = dict(by_epoch=False, window_size=1)
 randomness = {randomness}
-"""
+"""  # noqa: E501
 CLS_DATA = """
 ds = dict(data_root={root!r}, val_size={val_size})
-train_dataloader = dict(batch_size={batch}, num_workers=0,
-persistent_workers=False,
+train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
                         {train_data})
 val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=ds)
 test_dataloader = dict(num_workers=0, dataset=ds)
-param_scheduler = dict(_delete_=True, type='ConstantLR', factor=1.0,
-by_epoch=False)
-"""
+param_scheduler = dict(_delete_=True, type='ConstantLR', factor=1.0, by_epoch=False)
+"""  # noqa: E501
 DET_DATA = """
 data_root = {root!r}
-train_dataloader = dict(batch_size={batch}, num_workers=0,
-persistent_workers=False,
+train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-dataset=dict(data_root=data_root)) test_dataloader = val_dataloader
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator param_scheduler = [dict(type='LinearLR',
-start_factor=0.1, by_epoch=False, begin=0, end=10)]
-"""
+test_evaluator = val_evaluator
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
+"""  # noqa: E501
 
 
 def tiny_cfg(base, iters=3, randomness='dict(seed=0)'):

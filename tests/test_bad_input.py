@@ -55,19 +55,17 @@ model = dict(
     type='CDSClassifier',
     classifier=dict(
         type='ImageClassifier',
-        backbone=dict(type='ResNet', depth=18, stem_channels=8,
-        base_channels=8,
+        backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
                       out_indices=(3, )),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=64, topk=(1,
-        )), data_preprocessor=dict(num_classes=3, mean=[127.5] * 3, std=[127.5]
-        * 3, to_rgb=True)),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64, topk=(1, )),
+        data_preprocessor=dict(num_classes=3, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True)),
     cds_head=dict(type='CDSHead', taps=['backbone.layer2', 'backbone.layer4']))
 flip = [dict(type='RandomFlip', prob=0.5)]
-colour = [dict(type='ColorJitter', brightness=0.4, contrast=0.4,
-saturation=0.4, hue=0.1)] pipeline = [dict(type='LoadImageFromFile'),
-            dict(type='MultiView', num_views=[1, 1], transforms=[flip,
-            colour]), dict(type='PackInputs')]
+colour = [dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)]
+pipeline = [dict(type='LoadImageFromFile'),
+            dict(type='MultiView', num_views=[1, 1], transforms=[flip, colour]),
+            dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=6, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
@@ -81,7 +79,7 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-"""
+"""  # noqa: E501
 
 # plain mmengine, in an interpreter where nothing imports cds_mm
 RUNNER_CHILD = r'''

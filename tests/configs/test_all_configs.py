@@ -48,10 +48,10 @@ CONFIG_PARAMS = CONFIGS
 # init_weights: nothing is downloaded or loaded.
 BUILD_CHILD = r'''
 import json, sys, time, traceback
-WRAPPERS = ('CDSClassifier', 'SemiCDSClassifier', 'DistilledCDSClassifier',
-'CDSDetector') from mmengine.config import Config from mmengine.registry import
-MODELS, init_default_scope from mmengine.utils import
-import_modules_from_strings
+WRAPPERS = ('CDSClassifier', 'SemiCDSClassifier', 'DistilledCDSClassifier', 'CDSDetector')
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 def types(node, out):
     if isinstance(node, dict):
@@ -81,8 +81,7 @@ def build(path, cfg):
     res = dict(cds_mm_before='cds_mm' in sys.modules)
     t = time.time()
     try:
-        if 'custom_imports' in cfg:   # what Config.fromfile does with
-        import_custom_modules=True
+        if 'custom_imports' in cfg:   # what Config.fromfile does with import_custom_modules=True
             import_modules_from_strings(**cfg['custom_imports'])
         res['cds_mm_after_load'] = 'cds_mm' in sys.modules
         res['custom_imports'] = cfg.to_dict().get('custom_imports')
@@ -91,8 +90,7 @@ def build(path, cfg):
         model_cfg = cfg.model   # a ConfigDict, as Runner.from_cfg passes it
         no_pretrained(model_cfg)
         if model_cfg.get('type') in WRAPPERS:
-            model_cfg.setdefault('probe_size', 32)   # the channels do not
-            depend on it
+            model_cfg.setdefault('probe_size', 32)   # the channels do not depend on it
         init_default_scope(cfg.get('default_scope'))
         model = MODELS.build(model_cfg)
         res['class'] = type(model).__module__ + '.' + type(model).__name__
@@ -106,23 +104,22 @@ out, loaded = {}, {}
 for path in sys.argv[1:]:
     try:
         loaded[path] = Config.fromfile(path, import_custom_modules=False)
-        out[path] = dict(merged=json.loads(json.dumps(loaded[path].to_dict(),
-        default=repr)))
+        out[path] = dict(merged=json.loads(json.dumps(loaded[path].to_dict(), default=repr)))
     except Exception:
         out[path] = dict(error=traceback.format_exc()[-3000:])
 plain = [p for p, c in loaded.items() if 'custom_imports' not in c]
-for path in plain + [p for p in loaded if p not in plain]:   # cds_mm-free
-configs first
+for path in plain + [p for p in loaded if p not in plain]:   # cds_mm-free configs first
     out[path].update(build(path, loaded[path]))
-# cds_mm is imported by now; all of both libraries on top must not clash with
-it import mmdet.utils, mmpretrain.utils try:
+# cds_mm is imported by now; all of both libraries on top must not clash with it
+import mmdet.utils, mmpretrain.utils
+try:
     mmdet.utils.register_all_modules(init_default_scope=False)
     mmpretrain.utils.register_all_modules(init_default_scope=False)
     out['__register_all__'] = 'ok'
 except Exception:
     out['__register_all__'] = traceback.format_exc()[-3000:]
 print('@@CDS_JSON@@' + json.dumps(out))
-'''
+'''  # noqa: E501
 
 # Names in every registry tree, with all of mmdet and mmpretrain registered;
 # then again after `import cds_mm` (the import order opposite to
@@ -154,9 +151,8 @@ try:
     error = None
 except Exception:
     error = traceback.format_exc()[-3000:]
-print('@@CDS_JSON@@' + json.dumps(dict(before=before, after=listing(),
-error=error)))
-'''
+print('@@CDS_JSON@@' + json.dumps(dict(before=before, after=listing(), error=error)))
+'''  # noqa: E501
 
 
 def _start_child(code, *args):

@@ -28,16 +28,15 @@ train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(max_samples=24, **ds))
 val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=ds)
 test_dataloader = dict(num_workers=0, dataset=ds)
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=12,
-val_interval=1000) param_scheduler = dict(_delete_=True, type='MultiStepLR',
-by_epoch=False, milestones=[10],
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=12, val_interval=1000)
+param_scheduler = dict(_delete_=True, type='MultiStepLR', by_epoch=False, milestones=[10],
                        gamma=0.1)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(
     _delete_=True, type='CheckpointHook', by_epoch=False, interval=4))
 log_processor = dict(by_epoch=False, window_size=1)
 randomness = dict(seed=0, deterministic=True)
 custom_hooks = {hooks!r}
-"""
+"""  # noqa: E501
 
 
 def train(cfg, work_dir, *args):

@@ -16,10 +16,9 @@ DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 TOOLS = osp.join(REPO_ROOT, 'tools')
 DATA = """
 ds = dict(data_root={root!r}, val_size=8)
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(ds,
-max_samples=8)) test_dataloader = dict(num_workers=0, persistent_workers=False,
-dataset=ds)
-"""
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(ds, max_samples=8))
+test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=ds)
+"""  # noqa: E501
 SEMI = DATA + """
 train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
                         sampler=dict(batch_size=8),

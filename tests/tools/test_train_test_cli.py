@@ -22,14 +22,13 @@ CONFIG = """
 default_scope = 'mmpretrain'
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
-    out_indices=(3, )), neck=dict(type='GlobalAveragePooling'),
+    backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8, out_indices=(3, )),
+    neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=3, in_channels=64, topk=(1, ),
               loss=dict(type='CrossEntropyLoss')))
-data_preprocessor = dict(num_classes=3, mean=[127.5] * 3, std=[127.5] * 3,
-to_rgb=True) pipeline = [dict(type='LoadImageFromFile'),
-dict(type='PackInputs')] dataset = dict(type='CustomDataset',
-data_root={data_root!r}, data_prefix='', with_label=True,
+data_preprocessor = dict(num_classes=3, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True)
+pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+dataset = dict(type='CustomDataset', data_root={data_root!r}, data_prefix='', with_label=True,
                pipeline=pipeline)
 train_dataloader = dict(batch_size=4, num_workers=0, dataset=dataset,
                         sampler=dict(type='DefaultSampler', shuffle=True))
@@ -42,19 +41,21 @@ train_cfg = dict(by_epoch=False, max_iters=2, val_interval=100)
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
-param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[3],
-gamma=0.1) default_hooks = dict(
-    timer=dict(type='IterTimerHook'), logger=dict(type='LoggerHook',
-    interval=1), param_scheduler=dict(type='ParamSchedulerHook'),
+param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[3], gamma=0.1)
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'), logger=dict(type='LoggerHook', interval=1),
+    param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False))
-visualizer = dict(type='UniversalVisualizer',
-vis_backends=[dict(type='LocalVisBackend')]) log_processor =
-dict(by_epoch=False) env_cfg = dict(cudnn_benchmark=False,
-dist_cfg=dict(backend='gloo')) randomness = dict(seed=0) log_level = 'INFO'
-load_from = None resume = False
-"""
+visualizer = dict(type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])
+log_processor = dict(by_epoch=False)
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
+log_level = 'INFO'
+load_from = None
+resume = False
+"""  # noqa: E501
 
 
 def _run(*args, cwd):
