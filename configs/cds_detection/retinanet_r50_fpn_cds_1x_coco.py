@@ -10,6 +10,11 @@ model = dict(
     type='CDSDetector',
     mode='cds',
     detector=_base_.model,
+    # view 2's colour on the batch (the pipeline keeps only geometry)
+    data_preprocessor=dict(
+        type='BranchBatchAugmentsDataPreprocessor',
+        data_preprocessor=_base_.model.data_preprocessor,
+        branch_batch_augments=dict(cds=_base_.contrast_colour_batch)),
     cds_head=dict(
         _base_.fpn_cds_head,
         taps=['neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2'],

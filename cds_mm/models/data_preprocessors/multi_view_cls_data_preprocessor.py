@@ -29,6 +29,10 @@ class MultiViewClsDataPreprocessor(BaseDataPreprocessor):
       ``batch_augmented`` says whether a batch augment changed its row.
     - view 2 (the contrastive view) is normalised, padded and converted
       alike, never batch-augmented, and leaves the samples untouched.
+    - with ``view2_batch_augments`` (a :class:`BatchPhotometric`), every view
+      after the first is colour-augmented here in training, on the model's
+      device and before normalisation, instead of per sample in the loader
+      (the pipeline then keeps only the view's geometric transforms).
     - a single view (validation, test, ``mode='off'``/``'dsn'`` pipelines)
       goes through it as in the plain recipe.
     - samples without ``gt_label`` in a batch (semi-supervised) skip the
@@ -40,7 +44,13 @@ class MultiViewClsDataPreprocessor(BaseDataPreprocessor):
 
     Args:
         data_preprocessor (dict | nn.Module): The classifier's preprocessor,
-            or its config (mmpretrain scope).
+            or its config (mmpretrain scope; without ``type``, a
+            ``ClsDataPreprocessor`` as in ``ImageClassifier``).
+        view2_batch_augments (dict | nn.Module, optional): A batch colour
+            augment for the contrastive view(s), e.g.
+            ``dict(type='BatchPhotometric', transforms=contrast_colour)``
+            (``configs/_base_/cds/contrast_colour_batch.py``). Defaults to
+            None: the views come colour-augmented from the loader.
 
     Shapes:
         data['inputs']: list of V lists of N tensors (C, H, W)
@@ -51,12 +61,25 @@ class MultiViewClsDataPreprocessor(BaseDataPreprocessor):
             (N, C, H', W') tensor for a single view.
     """
 
-    def __init__(self, data_preprocessor: Union[dict, nn.Module]):
+    def __init__(self,
+                 data_preprocessor: Union[dict, nn.Module],
+                 view2_batch_augments: Optional[Union[dict,
+                                                      nn.Module]] = None):
         super().__init__()
-        if not isinstance(data_preprocessor, nn.Module):
-            with build_scope(MODELS):
+        with build_scope(MODELS):
+            if not isinstance(data_preprocessor, nn.Module):
+                data_preprocessor = dict(data_preprocessor)
+                # as ImageClassifier: an untyped dict is a ClsDataPreprocessor
+                data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
                 data_preprocessor = MODELS.build(data_preprocessor)
+            if isinstance(view2_batch_augments, dict):
+                view2_batch_augments = MODELS.build(view2_batch_augments)
+        if not (view2_batch_augments is None
+                or isinstance(view2_batch_augments, nn.Module)):
+            raise ValueError('view2_batch_augments must be a config dict or '
+                             f'a module, got {view2_batch_augments!r}')
         self.data_preprocessor = data_preprocessor
+        self.view2_batch_augments = view2_batch_augments
 
     def forward(self, data: dict, training: bool = False) -> dict:
         views = _views(data['inputs'])
@@ -65,11 +88,19 @@ class MultiViewClsDataPreprocessor(BaseDataPreprocessor):
             return self._task_view(data['inputs'], samples, training)
         out = self._task_view(views[0], samples, training)
         rest = [
-            self.data_preprocessor(dict(inputs=v, data_samples=None),
-                                   False)['inputs'] for v in views[1:]
+            self.data_preprocessor(
+                dict(inputs=self._augment(v, training), data_samples=None),
+                False)['inputs'] for v in views[1:]
         ]
         return dict(
             inputs=[out['inputs']] + rest, data_samples=out['data_samples'])
+
+    def _augment(self, view, training: bool):
+        """View 2's batch colour augment (training only), on the device."""
+        if not training or self.view2_batch_augments is None:
+            return view
+        return self.view2_batch_augments(
+            self.data_preprocessor.cast_data(view))
 
     def _task_view(self, inputs, samples: Optional[list],
                    training: bool) -> dict:

@@ -1,7 +1,9 @@
 # Image-level CDS on FPN levels for COCO detectors: the two-view train
-# pipeline (geometry shared by both views, the colour recipe on the 'cds'
-# branch) and the head template. Configs set the taps and channels.
-_base_ = ['./contrast_colour.py', './check_finite_loss.py']
+# pipeline (geometry shared by both views) and the head template. The colour
+# recipe of the 'cds' branch runs on the batch, on the model's device
+# (contrast_colour_batch, exact per image): configs pass it to
+# BranchBatchAugmentsDataPreprocessor and set the taps and channels.
+_base_ = ['./contrast_colour_batch.py', './check_finite_loss.py']
 
 cds_train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -211,3 +211,36 @@ def test_a_few_training_iterations_run_with_mixup_and_cutmix(recipe):
     }
     assert any(k.startswith('classifier.backbone.') for k in moved)
     assert any(k.startswith('cds_head.') for k in moved)
+
+
+def test_view2_batch_colour_leaves_view1_the_plain_recipe(recipe):
+    """``view2_batch_augments`` around the classifier's own preprocessor:
+    view 1 keeps Mixup/CutMix exactly, view 2 gets the batch colour (here
+    grayscale on every image), a training step runs."""
+    from cds_mm.models.data_preprocessors import MultiViewClsDataPreprocessor
+    plain, cds = build_plain(recipe), build_cds(recipe)
+    inner = cds.classifier.data_preprocessor
+    cds.data_preprocessor = MultiViewClsDataPreprocessor(
+        inner,
+        view2_batch_augments=dict(
+            type='BatchPhotometric',
+            transforms=[
+                dict(type='RandomGrayscale', prob=1.0, keep_channels=True)
+            ]))
+    cds.to('cpu')  # BaseModel.to() visits every submodule's apply()
+    items = _items()
+    got = _seeded(lambda: cds.data_preprocessor(
+        pseudo_collate(copy.deepcopy(items)), True))
+    ref = _seeded(lambda: plain.data_preprocessor(
+        pseudo_collate(_single_view(items, 0)), True))
+    view1, view2 = got['inputs']
+    torch.testing.assert_close(view1, ref['inputs'])
+    raw = view2 * inner.std + inner.mean  # before normalisation
+    torch.testing.assert_close(raw[:, 0], raw[:, 1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(raw[:, 0], raw[:, 2], atol=1e-3, rtol=0)
+    clean = cds.data_preprocessor(pseudo_collate(copy.deepcopy(items)), False)
+    assert clean['inputs'][1][:, 0].ne(clean['inputs'][1][:, 2]).any()
+
+    optim = OptimWrapper(torch.optim.SGD(cds.parameters(), lr=0.05))
+    log_vars = cds.train_step(pseudo_collate(_items(1)), optim)
+    assert all(torch.isfinite(v) for v in log_vars.values()), log_vars
