@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
@@ -36,6 +36,12 @@ class InstanceCDSHead(BaseModule):
     pull all boxes together: such a batch uses SimCLR over boxes instead
     (positive: the same box in the other view; negatives: the other boxes),
     with a one-time warning. ``use_labels=False`` uses SimCLR always.
+
+    In training mode the mean cosine similarity between the projections of
+    different boxes (view 1) is logged per tap as ``train/cds_inst_cos_s<i>``
+    (this rank's boxes): near 1 means the box embeddings collapsed, as SupCon
+    over a single class makes them do, after which that loss teaches nothing
+    (``benchmarks/det_grad_norms.py`` measures it).
 
     A batch without boxes still runs every step, on empty tensors, so the zero
     loss touches every parameter (DDP needs that) and, with
@@ -123,10 +129,29 @@ class InstanceCDSHead(BaseModule):
             n = r1.shape[0]
             z = F.normalize(proj(torch.cat([r1, r2])), dim=1)
             z = torch.stack([z[:n], z[n:]], dim=1)  # (M, 2, D), M may be 0
+            if self.training:
+                self._log_box_similarity(i, z[:, 0].detach())
             losses[f'loss_cds_inst_s{i}'] = (
                 self.loss_weights[i] * self.weight_scale *
                 self.loss_module(z, ids))
         return losses
+
+    @staticmethod
+    def _log_box_similarity(i: int, z: Tensor) -> None:
+        """Log the mean cosine over pairs of different boxes, if any.
+
+        Shapes:
+            z: (M, D) L2-normalised projections of view 1.
+        """
+        m = z.shape[0]
+        if m < 2:
+            return
+        z = z.float()
+        # sum over i != j of z_i . z_j = |sum_i z_i|^2 - sum_i |z_i|^2
+        pairs = z.sum(0).pow(2).sum() - z.pow(2).sum()
+        MessageHub.get_current_instance().update_scalar(
+            f'train/cds_inst_cos_s{i}',
+            float(pairs) / (m * (m - 1)))
 
     def _check_feats(self, feats: Sequence[Tensor],
                      feats_view2: Sequence[Tensor]) -> None:

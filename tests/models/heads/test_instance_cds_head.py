@@ -202,3 +202,37 @@ def test_dense_batch_of_200_boxes_per_image_is_bounded():
     head.max_boxes_per_image = None
     head.loss([feat], [feat], boxes, shifted, labels, ((128, 128), (128, 128)))
     assert rows[-1] == 2 * 2 * 200
+
+
+# ------------------------------------------------------- collapse diagnostic
+def logged_cos(head, feat, boxes, labels):
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    hub.log_scalars.pop('train/cds_inst_cos_s0', None)
+    head.loss([feat], [feat], boxes, boxes, labels, ((128, 128), (128, 128)))
+    buf = hub.log_scalars.get('train/cds_inst_cos_s0')
+    return None if buf is None else buf.current()
+
+
+def test_box_similarity_is_logged_in_training_only():
+    """The mean cosine between different boxes' projections is logged as
+    train/cds_inst_cos_s0: 1 when every box looks the same, lower for
+    different boxes, nothing in eval mode or with a single box."""
+    head = make_head().train()
+    boxes, labels = [grid_boxes(8, side=10, step=14)], [torch.zeros(8).long()]
+    same = torch.ones(1, 8, 32, 32)
+    assert logged_cos(head, same, boxes, labels) == pytest.approx(1.0)
+    torch.manual_seed(1)
+    varied = logged_cos(head, torch.randn(1, 8, 32, 32), boxes, labels)
+    assert varied < 0.9
+    # the value is the mean over pairs i != j of view-1 projections
+    outs = []
+    head.projectors[0].register_forward_hook(
+        lambda m, args, out: outs.append(out))
+    torch.manual_seed(1)
+    got = logged_cos(head, torch.randn(1, 8, 32, 32), boxes, labels)
+    assert got == pytest.approx(
+        mean_pair_similarity(F.normalize(outs[0][:8], dim=1)), abs=1e-5)
+    assert logged_cos(head.eval(), same, boxes, labels) is None
+    one = [grid_boxes(1)]
+    assert logged_cos(head.train(), same, one, [torch.zeros(1).long()]) is None
