@@ -186,11 +186,65 @@ def render_det_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
+def render_train_step_cost(data: dict) -> str:
+    """Train-step time and peak memory per variant, as ratios to the
+    baseline and to the two-view floor; inference times of the export."""
+    meta = data['meta']
+    mem = meta['memory_key']
+    mem_name = 'CUDA max allocated' if 'cuda' in mem else 'peak RSS'
+    commit = meta['git_commit']
+    dirty = ' plus uncommitted changes' if commit.endswith('+dirty') else ''
+    note = f" {meta['note']}" if meta.get('note') else ''
+    lines = [
+        f"Measured on {meta['date']} at commit `{commit[:12]}`{dirty} "
+        f"({meta['machine']}, torch {meta['torch']}, {meta['threads']} "
+        f"threads, {meta['device']}; median of {meta['rounds']} rounds "
+        f"after {meta['warmup']} warm-up).{note} cls: {meta['cls']}; det: "
+        f"{meta['det']}.", '',
+        f'| model | variant | median (ms) | × baseline | × floor | '
+        f'{mem_name} (MiB) | memory × baseline | memory × floor |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
+    for group in ('cls', 'det'):
+        rows = data.get(group, {})
+        for name, row in rows.items():
+            cells = [f"{row['median_ms']:.1f}"]
+            cells += [
+                _cost_ratio(rows, name, ref, 'median_ms')
+                for ref in ('baseline', 'floor')
+            ]
+            cells += [f'{row[mem]:.0f}']
+            cells += [
+                _cost_ratio(rows, name, ref, mem)
+                for ref in ('baseline', 'floor')
+            ]
+            lines.append(f"| {group} | {row.get('label', name)} | " +
+                         ' | '.join(cells) + ' |')
+    inference = data.get('inference', {})
+    if inference:
+        lines += [
+            '', 'Inference (`test_step`, median ms): plain upstream model / '
+            '`export_plain.py` model / wrapper `predict()`:', ''
+        ]
+        for group, row in inference.items():
+            times = ' / '.join(f"{row[k]['median_ms']:.1f}"
+                               for k in ('upstream', 'export', 'wrapper'))
+            same = 'identical' if row['identical_outputs'] else 'DIFFERENT'
+            lines.append(f'- {group}: {times} (export and wrapper outputs '
+                         f'{same})')
+    return '\n'.join(lines)
+
+
+def _cost_ratio(rows: dict, name: str, ref: str, key: str) -> str:
+    return f'{rows[name][key] / rows[ref][key]:.2f}' if ref in rows else '-'
+
+
 RENDERERS: Dict[str, Callable[[dict], str]] = {
     'cls_accuracy': render_cls_accuracy,
     'semi_accuracy': render_semi_accuracy,
     'kd_accuracy': render_kd_accuracy,
     'det_accuracy': render_det_accuracy,
+    'train_step_cost': render_train_step_cost,
 }
 
 

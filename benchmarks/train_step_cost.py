@@ -1,19 +1,32 @@
-"""Train-step time, inference time and peak memory of CDS vs the plain model;
-prints one table.
+"""Train-step time and peak memory of CDS vs the plain model and vs the
+two-view floor; inference time of the export; prints one table and writes
+``benchmarks/results/train_step_cost.json``.
 
 Everything timed runs in one process and the variants of a group take turns
 every round (the order flips each round), so machine noise is shared; each
 number is the median over ``--rounds`` steps after ``--warmup`` untimed ones,
-on fixed random data:
+on fixed random data. Each group has three reference variants:
+
+- ``baseline``: the plain model (``mode='off'``) on view 1;
+- ``floor``: the cost of any two-view method, the floor under CDS: the same
+  step plus view 2 through exactly the modules CDS runs it through (for the
+  classifier the backbone up to the last tapped stage, for the detector
+  backbone + neck), backpropagated through (a zero-weighted mean of its
+  outputs joins the loss), with no taps, heads or contrastive loss;
+- ``cds``: the shipped CDS config.
+
+The groups:
 
 - classification: the Fashion-MNIST demo config (ResNet-18, CIFAR stem, 1/4
-  width), batch 128 at 32x32, a full ``train_step`` (data preprocessor,
-  ``loss()``, backward, SGD update) for ``model.mode`` = off / dsn / cds, and
-  cds with ``joint_batch=True`` (the authors' 2N batch);
+  width, the paper's SepConv heads on 4 stages), batch 128 at 28x28, a full
+  ``train_step`` (data preprocessor, ``loss()``, backward, SGD update); also
+  ``cds_mlp`` (MLP heads), DSN, the authors' joint 2N batch and the cheaper
+  variants ``view2_scale=0.5``, ``cds_interval=2`` (timed over 2 steps, so
+  one with and one without the contrastive term) and 2 taps (layer3, 4);
 - detection: Faster R-CNN R50-FPN of ``configs/cds_detection/``
-  (``init_cfg=None``), batch 2 at ``--det-size``, a few random boxes per image:
-  ``mode='off'``, image-level CDS, image + instance-level CDS, and the naive
-  alternative that runs ``detector.loss`` on both views;
+  (``init_cfg=None``), batch 2 at ``--det-size``, 3 random boxes per image;
+  also image + instance-level CDS and the naive alternative that runs
+  ``detector.loss`` on both views (``--variants``);
 - inference: the wrapper's ``predict()``, the model exported by
   ``tools/export_plain.py`` (``strict=True``) and the plain upstream model,
   through ``test_step``.
@@ -26,10 +39,16 @@ GPU. The peak is ``VmHWM`` of ``/proc/self/status``, reset by
 Linux keeps in it the high-water mark of the address space that ``exec``
 replaced, i.e. this (large) parent's.
 
-    python benchmarks/train_step_cost.py --rounds 10 --warmup 2 --det-size 512
+``--profile cls/cds`` prints the torch.profiler table of a few steps of one
+variant instead (operators by self CPU time).
+
+    python benchmarks/train_step_cost.py                       # README table
+    python benchmarks/train_step_cost.py --skip-det --out ''   # quick look
+    python benchmarks/train_step_cost.py --profile cls/cds
 """
 import argparse
 import copy
+import datetime
 import importlib.util
 import json
 import os
@@ -48,25 +67,47 @@ import cds_mm  # noqa: E402,F401  (registries)
 import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
 
 MEMORY_STEPS = 3  # the optimizer state appears in the first step
+RESULTS = osp.join('benchmarks', 'results', 'train_step_cost.json')
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
+CLS_SIZE = 28  # the demo config's training crop
 DET_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds_1x_coco.py'
 DET_INS_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds-ins_1x_coco.py'
-# name -> (label, config, cfg changes); the first of each group is the baseline
-# of its ratios
+MLP_HEAD = dict(projector=dict(type='MLPProjector'))
+# name -> (label, config, model changes, step); step: 'train' (the model's
+# train_step), 'floor', 'naive', or an int k: k train steps per timed call
 CLS_TRAIN = {
-    'cls/off': ('baseline (mode=off)', CLS_CONFIG, dict(mode='off')),
-    'cls/dsn': ('DSN (mode=dsn)', CLS_CONFIG, dict(mode='dsn')),
-    'cls/cds': ('CDS (mode=cds)', CLS_CONFIG, dict(mode='cds')),
-    'cls/cds-joint':
-    ('CDS, joint_batch=True', CLS_CONFIG, dict(mode='cds', joint_batch=True))
+    'baseline':
+    ('baseline (`mode=off`)', CLS_CONFIG, dict(mode='off'), 'train'),
+    'floor':
+    ('two-view floor (view 2 through the backbone)', CLS_CONFIG, {}, 'floor'),
+    'cds': ('CDS, SepConv heads (the paper)', CLS_CONFIG, {}, 'train'),
+    'cds_mlp':
+    ('CDS, MLP heads', CLS_CONFIG, dict(cds_head=MLP_HEAD), 'train'),
+    'dsn': ('DSN (`mode=dsn`)', CLS_CONFIG, dict(mode='dsn'), 'train'),
+    'cds_joint': ('CDS, `joint_batch=True` (the authors\' 2N batch)',
+                  CLS_CONFIG, dict(joint_batch=True), 'train'),
+    'cds_view2_half': ('CDS, `view2_scale=0.5`', CLS_CONFIG,
+                       dict(view2_scale=0.5), 'train'),
+    'cds_every2': ('CDS, `cds_interval=2`', CLS_CONFIG, dict(cds_interval=2),
+                   2),
+    'cds_2taps':
+    ('CDS, 2 taps (layer3, layer4)', CLS_CONFIG,
+     dict(cds_head=dict(taps=['backbone.layer3', 'backbone.layer4'])),
+     'train'),
 }
 DET_TRAIN = {
-    'det/off': ('baseline (mode=off)', DET_CONFIG, dict(mode='off')),
-    'det/cds': ('CDS image-level', DET_CONFIG, {}),
-    'det/ins': ('CDS image + instance', DET_INS_CONFIG, {}),
-    'det/naive':
-    ('naive: detector.loss on both views', DET_CONFIG, dict(mode='off'))
+    'baseline':
+    ('baseline (`mode=off`)', DET_CONFIG, dict(mode='off'), 'train'),
+    'floor': ('two-view floor (view 2 through backbone + neck)', DET_CONFIG,
+              {}, 'floor'),
+    'cds': ('CDS image-level (P2-P5)', DET_CONFIG, {}, 'train'),
+    'cds_ins': ('CDS image + instance', DET_INS_CONFIG, {}, 'train'),
+    'naive': ('naive: `detector.loss` on both views', DET_CONFIG,
+              dict(mode='off'), 'naive'),
 }
+GROUPS = {'cls': CLS_TRAIN, 'det': DET_TRAIN}
+DEFAULT_VARIANTS = [f'cls/{v}' for v in CLS_TRAIN
+                    ] + ['det/baseline', 'det/floor', 'det/cds', 'det/naive']
 
 
 def load_export_tool():
@@ -81,36 +122,105 @@ def model_cfg(config, changes, det):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO, config))
     model = copy.deepcopy(cfg.model)
-    model.update(changes)
+    for key, value in copy.deepcopy(changes).items():
+        if isinstance(value, dict):  # part of a sub-config, e.g. cds_head
+            model[key].update(value)
+        else:
+            model[key] = value
     if det:
         model.detector.backbone.init_cfg = None  # nothing downloads
     return model, cfg.optim_wrapper
 
 
+def variant(name):
+    """``(group, label, config, changes, step)`` of ``'cls/cds'`` etc."""
+    group, _, key = name.partition('/')
+    if group not in GROUPS or key not in GROUPS[group]:
+        known = [f'{g}/{k}' for g, v in GROUPS.items() for k in v]
+        raise SystemExit(f'unknown variant {name!r}; known: {known}')
+    return (group, ) + GROUPS[group][key]
+
+
 def build_step(name, device):
-    """``step(data)``: one full training step of the variant ``name``."""
+    """``(step, k)``: ``step(batches)`` runs one training step per batch of
+    the variant ``name``; a timed call gets ``k`` batches."""
     from mmengine.optim import build_optim_wrapper
-    det = name.startswith('det/')
-    _, config, changes = (DET_TRAIN if det else CLS_TRAIN)[name]
+    group, _, config, changes, kind = variant(name)
+    det = group == 'det'
     model_dict, optim = model_cfg(config, changes, det)
     model = registry(det).build(model_dict).to(device).train()
     optim_wrapper = build_optim_wrapper(model, optim)
-    if name == 'det/naive':
-        return lambda data: naive_step(model, data, optim_wrapper)
-    return lambda data: model.train_step(data, optim_wrapper)
+    if kind in ('floor', 'naive'):
+        loss = {
+            'naive': naive_loss,
+            'floor': det_floor_loss if det else cls_floor_loss
+        }[kind]
+        if kind == 'floor' and not det:
+            check_cls_floor(model)
+
+        def one(data):
+            manual_step(model, data, optim_wrapper, loss)
+    else:
+
+        def one(data):
+            model.train_step(data, optim_wrapper)
+
+    def step(batches):
+        for data in batches:
+            one(data)
+
+    return step, kind if isinstance(kind, int) else 1
 
 
-def naive_step(model, data, optim_wrapper):
-    """A full second detector forward: the detector's own loss on both views.
-    """
+def manual_step(model, data, optim_wrapper, loss):
+    """``BaseModel.train_step`` with ``loss(model, inputs, data_samples)`` in
+    place of ``model.loss``."""
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
-        inputs, samples = data['inputs'], data['data_samples']
-        losses = model.detector.loss(inputs['main'], samples['main'])
-        view2 = model.detector.loss(inputs['cds'], samples['cds'])
-        losses.update({f'{k}_view2': v for k, v in view2.items()})
+        losses = loss(model, data['inputs'], data['data_samples'])
     parsed, _ = model.parse_losses(losses)
     optim_wrapper.update_params(parsed)
+
+
+def cls_floor_loss(model, inputs, samples):
+    """The classifier's loss on view 1; view 2 through the backbone, which
+    ends at the last tap (:func:`check_cls_floor`), kept in the graph at
+    weight 0 so its backward runs too."""
+    view1, view2 = inputs
+    losses = model.classifier.loss(view1, samples)
+    feats2 = model.classifier.backbone(view2)
+    losses['loss_floor'] = sum(f.mean() for f in feats2) * 0.
+    return losses
+
+
+def check_cls_floor(model):
+    """The backbone ends at the deepest tap, so the floor runs view 2 exactly
+    as far as CDS does."""
+    last = f'backbone.layer{model.classifier.backbone.num_stages}'
+    if model.taps.names[-1] != last:
+        raise SystemExit(f'the floor expects the last tap to be the '
+                         f'backbone output {last}, got {model.taps.names}')
+
+
+def det_floor_loss(model, inputs, samples):
+    """The detector's losses on view 1; view 2 through backbone (+ neck when
+    CDS taps the neck), kept in the graph at weight 0."""
+    losses = model.detector.loss(inputs['main'], samples['main'])
+    if model._view2_needs_neck:
+        feats2 = model.detector.extract_feat(inputs['cds'])
+    else:
+        feats2 = model.detector.backbone(inputs['cds'])
+    losses['loss_floor'] = sum(f.mean() for f in feats2) * 0.
+    return losses
+
+
+def naive_loss(model, inputs, samples):
+    """A full second detector forward: the detector's own loss on both views.
+    """
+    losses = model.detector.loss(inputs['main'], samples['main'])
+    view2 = model.detector.loss(inputs['cds'], samples['cds'])
+    losses.update({f'{k}_view2': v for k, v in view2.items()})
+    return losses
 
 
 def registry(det):
@@ -119,7 +229,7 @@ def registry(det):
     return DET_MODELS if det else CLS_MODELS
 
 
-def cls_batch(n=128, size=32, views=2):
+def cls_batch(n=128, size=CLS_SIZE, views=2):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
     imgs = [
@@ -156,21 +266,21 @@ def sync(device):
 
 
 def round_robin(runs, data, rounds, warmup, device):
-    """Median seconds per call of each ``runs[name](data_copy)``, taking turns
-    each round."""
+    """Median seconds per step of each ``runs[name] = (fn, k)``: ``fn`` gets
+    ``k`` fresh copies of ``data`` (made before the clock starts) and the
+    time is divided by ``k``; the variants take turns each round."""
     names = list(runs)
-    for _ in range(warmup):
-        for name in names:
-            runs[name](copy.deepcopy(data))
     times = {name: [] for name in names}
-    for r in range(rounds):
+    for r in range(warmup + rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
-            batch = copy.deepcopy(data)
+            fn, k = runs[name]
+            batches = [copy.deepcopy(data) for _ in range(k)]
             sync(device)
             start = time.perf_counter()
-            runs[name](batch)
+            fn(batches)
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            if r >= warmup:
+                times[name].append((time.perf_counter() - start) / k)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -199,9 +309,11 @@ def time_inference(det, data, args):
         key = 'pred_instances' if det else 'pred_score'
         same = all(
             _same(getattr(a, key), getattr(b, key)) for a, b in zip(*outs))
-        times = round_robin({k: m.test_step
-                             for k, m in models.items()}, data, args.rounds,
-                            args.warmup, args.device)
+        runs = {
+            k: (lambda batches, m=m: [m.test_step(b) for b in batches], 1)
+            for k, m in models.items()
+        }
+        times = round_robin(runs, data, args.rounds, args.warmup, args.device)
     return times, same
 
 
@@ -209,6 +321,10 @@ def _same(a, b):
     if isinstance(a, torch.Tensor):
         return torch.equal(a, b)
     return all(torch.equal(a[k], b[k]) for k in ('bboxes', 'scores', 'labels'))
+
+
+def batch_of(group, args):
+    return det_batch(args.det_size) if group == 'det' else cls_batch()
 
 
 def peak_memory(name, args):
@@ -238,11 +354,11 @@ def measure_memory(name, args):
     """Child side of :func:`peak_memory`: print the peak over a few steps as
     JSON."""
     from mmengine.registry import DefaultScope
-    det = name.startswith('det/')
-    with DefaultScope.overwrite_default_scope(
-            'mmdet' if det else 'mmpretrain'):
-        step = build_step(name, args.device)
-        data = det_batch(args.det_size) if det else cls_batch()
+    group = variant(name)[0]
+    with DefaultScope.overwrite_default_scope('mmdet' if group ==
+                                              'det' else 'mmpretrain'):
+        step, _ = build_step(name, args.device)
+        data = batch_of(group, args)
         batches = [copy.deepcopy(data) for _ in range(MEMORY_STEPS)]
         if args.device.startswith('cuda'):
             torch.cuda.synchronize()
@@ -257,8 +373,7 @@ def measure_memory(name, args):
             except OSError:
                 pass
             before = _status_kib('VmRSS') * 1024
-        for batch in batches:
-            step(batch)
+        step(batches)
         if args.device.startswith('cuda'):
             peak = torch.cuda.max_memory_allocated() - before
         else:
@@ -266,82 +381,186 @@ def measure_memory(name, args):
     print(json.dumps(dict(variant=name, peak_mib=peak / 2**20)))
 
 
+def profile(name, args):
+    """Print torch.profiler's operator table for a few steps of ``name``."""
+    from mmengine.registry import DefaultScope
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    group = variant(name)[0]
+    with DefaultScope.overwrite_default_scope('mmdet' if group ==
+                                              'det' else 'mmpretrain'):
+        step, k = build_step(name, args.device)
+        data = batch_of(group, args)
+        for _ in range(args.warmup):
+            step([copy.deepcopy(data) for _ in range(k)])
+        batches = [copy.deepcopy(data) for _ in range(k * args.rounds)]
+        activities = [ProfilerActivity.CPU] + (
+            [ProfilerActivity.CUDA] if args.device.startswith('cuda') else [])
+        with torch_profile(activities=activities) as prof:
+            step(batches)
+    sort = 'self_cuda_time_total' if args.device.startswith(
+        'cuda') else 'self_cpu_time_total'
+    print(f'{name}: {k * args.rounds} steps')
+    print(prof.key_averages().table(sort_by=sort, row_limit=args.top))
+
+
+def run_all(args):
+    """Time and measure every variant; the results as a JSON-able dict."""
+    from mmengine.registry import DefaultScope
+    names = args.variants.split(',') if args.variants else DEFAULT_VARIANTS
+    if args.skip_det:
+        names = [n for n in names if not n.startswith('det/')]
+    for name in names:
+        variant(name)
+    results = dict(meta={})
+    for group in GROUPS:
+        mine = [n for n in names if n.startswith(f'{group}/')]
+        if not mine:
+            continue
+        with DefaultScope.overwrite_default_scope('mmdet' if group ==
+                                                  'det' else 'mmpretrain'):
+            times = time_training(mine, batch_of(group, args), args)
+        results[group] = {
+            n.split('/')[1]: dict(
+                label=variant(n)[1],
+                median_ms=round(1000 * times[n], 2),
+                **{args.memory_key: round(peak_memory(n, args), 1)})
+            for n in mine
+        }
+    if not args.skip_inference:
+        results['inference'] = {}
+        for group in [g for g in GROUPS if g in results]:
+            det = group == 'det'
+            data = det_batch(
+                args.det_size, branches=False) if det else cls_batch(views=1)
+            times, same = time_inference(det, data, args)
+            results['inference'][group] = dict(
+                {
+                    k: dict(median_ms=round(1000 * t, 2))
+                    for k, t in times.items()
+                },
+                identical_outputs=same)
+    return results
+
+
+def describe(args, seconds):
+    """The ``meta`` block: machine, settings, commit."""
+    dev = torch.cuda.get_device_name() if args.device.startswith(
+        'cuda') else platform.processor() or 'cpu'
+
+    def git(*cmd):
+        proc = subprocess.run(['git', *cmd],
+                              cwd=REPO,
+                              capture_output=True,
+                              text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    try:
+        commit = git('rev-parse', 'HEAD') or 'unknown'
+        dirty = git('status', '--porcelain', '-uno')
+    except OSError:
+        commit, dirty = 'unknown', ''
+    return dict(
+        date=datetime.date.today().isoformat(),
+        git_commit=commit + ('+dirty' if dirty else ''),
+        machine=f'{os.cpu_count()} CPUs, {dev}',
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        device=args.device,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        cls=f'ResNet-18 w16 (demo config), batch 128 at {CLS_SIZE}x'
+        f'{CLS_SIZE}',
+        det=f'Faster R-CNN R50-FPN, batch 2 at {args.det_size}x'
+        f'{args.det_size}, 3 boxes per image',
+        memory_key=args.memory_key,
+        note=args.note,
+        seconds=round(seconds))
+
+
+def print_table(results):
+    meta = results['meta']
+    key = meta['memory_key']
+    print(f"\nMachine: {meta['machine']}, torch {meta['torch']} "
+          f"({meta['threads']} threads), device {meta['device']}; "
+          f"{meta['rounds']} rounds after {meta['warmup']} warm-up, median; "
+          f"total {meta['seconds']} s")
+    print(f"cls: {meta['cls']}. det: {meta['det']}.")
+    print(f'| model | variant | median (ms) | x baseline | x floor | {key} | '
+          'mem x baseline | mem x floor |')
+    print('|---|---|---|---|---|---|---|---|')
+    for group in GROUPS:
+        rows = results.get(group, {})
+        for name, row in rows.items():
+            cells = [f"{row['median_ms']:.1f}"]
+            cells += [
+                _ratio(rows, name, ref, 'median_ms')
+                for ref in ('baseline', 'floor')
+            ]
+            cells += [f'{row[key]:.0f}']
+            cells += [
+                _ratio(rows, name, ref, key) for ref in ('baseline', 'floor')
+            ]
+            print(f'| {group} | {name} | ' + ' | '.join(cells) + ' |')
+    for group, rows in results.get('inference', {}).items():
+        times = ' / '.join(f"{rows[k]['median_ms']:.1f}"
+                           for k in ('upstream', 'export', 'wrapper'))
+        print(f'inference {group}: plain upstream / export_plain.py model / '
+              f'wrapper predict(): {times} ms; export and wrapper give '
+              f"identical outputs: {rows['identical_outputs']}")
+
+
+def _ratio(rows, name, ref, key):
+    return f'{rows[name][key] / rows[ref][key]:.2f}' if ref in rows else '-'
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--rounds', type=int, default=10, help='timed steps per variant')
+        '--rounds', type=int, default=5, help='timed steps per variant')
     parser.add_argument(
-        '--warmup', type=int, default=2, help='untimed steps per variant')
+        '--warmup', type=int, default=1, help='untimed steps per variant')
     parser.add_argument(
         '--det-size', type=int, default=512, help='detection image side')
     parser.add_argument(
+        '--variants',
+        help='comma-separated group/name list, e.g. cls/cds,det/cds_ins '
+        f'(default: {",".join(DEFAULT_VARIANTS)})')
+    parser.add_argument(
         '--skip-det', action='store_true', help='classification only')
+    parser.add_argument(
+        '--skip-inference', action='store_true', help='no inference timing')
+    parser.add_argument(
+        '--out',
+        default=RESULTS,
+        help="JSON to write, relative to the repo ('' for none)")
+    parser.add_argument(
+        '--profile', metavar='VARIANT', help='profile one variant instead')
+    parser.add_argument(
+        '--top', type=int, default=25, help='operators in --profile table')
+    parser.add_argument(
+        '--note', default='', help='a sentence for the README table')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     # internal: child process
     parser.add_argument('--memory-of', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda given but torch sees no GPU')
+    args.memory_key = 'peak_cuda_mib' if args.device.startswith(
+        'cuda') else 'peak_rss_mib'
     if args.memory_of:
         return measure_memory(args.memory_of, args)
-    from mmengine.registry import DefaultScope
-
+    if args.profile:
+        return profile(args.profile, args)
     start = time.time()
-    groups = [('cls', CLS_TRAIN, cls_batch())]
-    if not args.skip_det:
-        groups.append(('det', DET_TRAIN, det_batch(args.det_size)))
-    rows = []
-    for kind, variants, data in groups:
-        with DefaultScope.overwrite_default_scope('mmdet' if kind ==
-                                                  'det' else 'mmpretrain'):
-            times = time_training(list(variants), data, args)
-        mems = {name: peak_memory(name, args) for name in variants}
-        base = next(iter(variants))
-        for name, (label, _, _) in variants.items():
-            rows.append((kind, 'train step', label, times[name],
-                         times[name] / times[base], mems[name],
-                         mems[name] / mems[base]))
-    checks = []
-    for kind in [g[0] for g in groups]:
-        det = kind == 'det'
-        data = det_batch(
-            args.det_size, branches=False) if det else cls_batch(views=1)
-        times, same = time_inference(det, data, args)
-        checks.append(
-            f'{kind}: export and wrapper predict() give identical outputs: '
-            f'{same}')
-        for name, label in (('upstream', 'plain upstream model'),
-                            ('export', 'export_plain.py model (strict load)'),
-                            ('wrapper', 'CDS wrapper predict()')):
-            rows.append((kind, 'inference', label, times[name],
-                         times[name] / times['upstream'], None, None))
-
-    dev = torch.cuda.get_device_name() if args.device.startswith(
-        'cuda') else platform.processor()
-    print(f'\nMachine: {os.cpu_count()} CPUs, torch {torch.__version__} '
-          f'({torch.get_num_threads()} threads), device {args.device} '
-          f'({dev or "cpu"}); '
-          f'{args.rounds} rounds after {args.warmup} warm-up, median; '
-          f'total {time.time() - start:.0f} s')
-    det_line = '' if args.skip_det else (
-        f' det: Faster R-CNN R50-FPN, batch 2 at {args.det_size}'
-        f'x{args.det_size}, 3 boxes per image.')
-    print(f'cls: ResNet-18 w16 (demo config), batch 128 at 32x32.{det_line}')
-    mem_kind = 'CUDA max allocated' if args.device.startswith(
-        'cuda') else 'peak RSS'
-    print(f'| model | step | variant | median (ms) | time ratio | {mem_kind} '
-          '(MiB) | mem ratio |')
-    print('|---|---|---|---|---|---|---|')
-    for kind, step, label, sec, ratio, mem, mem_ratio in rows:
-        mem_cells = ('-', '-') if mem is None else (f'{mem:.0f}',
-                                                    f'{mem_ratio:.2f}')
-        print(
-            f'| {kind} | {step} | {label} | {1000 * sec:.1f} | {ratio:.2f} | '
-            f'{mem_cells[0]} | {mem_cells[1]} |')
-    print('Time ratios: vs the baseline (train) or the plain upstream model '
-          '(inference).')
-    for line in checks:
-        print(line)
+    results = run_all(args)
+    results['meta'] = describe(args, time.time() - start)
+    print_table(results)
+    if args.out:
+        with open(osp.join(REPO, args.out), 'w') as f:
+            json.dump(results, f, indent=1)
+            f.write('\n')
+        print(f'wrote {args.out}')
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -68,6 +69,15 @@ class CDSClassifier(BaseModel):
         mixed_rows (str): SupCon on the rows a batch augment changed:
             ``'hard_labels'`` (keep them, with their own image's label) or
             ``'skip'``. Defaults to ``'hard_labels'``.
+        view2_scale (float): A cheaper variant: view 2 is resized by this
+            factor (bilinear, antialiased) after the data preprocessor,
+            before its backbone pass; the projectors' norms still see both
+            views. In (0, 1]. Defaults to 1.0 (the paper: same size).
+        cds_interval (int): A cheaper variant: the contrastive term (and
+            view 2's pass) only on every ``cds_interval``-th call of
+            :meth:`loss`, counted from the first call of this process, at
+            the configured weights; the other steps train the classifier
+            alone. Defaults to 1 (every step, the paper).
         probe_size (int): Side of the dummy image used to probe the tapped
             channels. Defaults to 64.
         data_preprocessor (dict, optional): Defaults to a
@@ -90,6 +100,8 @@ class CDSClassifier(BaseModel):
                  mode: str = 'cds',
                  joint_batch: bool = False,
                  mixed_rows: str = 'hard_labels',
+                 view2_scale: float = 1.0,
+                 cds_interval: int = 1,
                  probe_size: int = 64,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -99,6 +111,8 @@ class CDSClassifier(BaseModel):
         if mixed_rows not in MIXED_ROWS:
             raise ValueError(f'model.mixed_rows must be one of {MIXED_ROWS}, '
                              f'got {mixed_rows!r}')
+        _check_cheaper_variant(
+            type(self), view2_scale, cds_interval, joint_batch)
         classifier = copy.deepcopy(dict(classifier))
         if data_preprocessor is not None and 'type' not in data_preprocessor:
             classifier.setdefault('data_preprocessor', dict(data_preprocessor))
@@ -114,6 +128,9 @@ class CDSClassifier(BaseModel):
         self.mode = mode
         self.joint_batch = joint_batch
         self.mixed_rows = mixed_rows
+        self.view2_scale = float(view2_scale)
+        self.cds_interval = cds_interval
+        self._loss_calls = 0  # for cds_interval; not saved: phase only
         self.probe_size = probe_size
         if joint_batch:
             check_head_loss(inner, 'model.joint_batch=True')
@@ -161,6 +178,13 @@ class CDSClassifier(BaseModel):
                     feats1, labels=_dsn_targets(data_samples, view1.device)))
             return _rename_task_loss(losses)
 
+        self._loss_calls += 1
+        if (self._loss_calls - 1) % self.cds_interval:
+            losses = self.classifier.loss(view1, data_samples)
+            # the heads stay in the graph (DDP without unused parameters)
+            losses['loss_cds_skipped'] = sum(
+                p.sum() for p in self.cds_head.parameters()) * 0.
+            return _rename_task_loss(losses)
         if self.joint_batch:
             n = view1.shape[0]
             with self.taps.capture() as both:
@@ -171,7 +195,7 @@ class CDSClassifier(BaseModel):
         else:
             with self.taps.capture() as feats1:
                 losses = self.classifier.loss(view1, data_samples)
-            feats2 = self._tapped(view2)
+            feats2 = self._tapped(self._rescale(view2))
         losses.update(
             self._contrast(*self.cds_head.project_views(feats1, feats2),
                            data_samples))
@@ -229,6 +253,18 @@ class CDSClassifier(BaseModel):
                                                          keep), labels[keep])
         return self.cds_head.loss_by_projections(z1, z2, labels)
 
+    def _rescale(self, view2: Tensor) -> Tensor:
+        """View 2 at ``view2_scale``: (N, C, H, W) -> (N, C, H', W')."""
+        if self.view2_scale == 1:
+            return view2
+        size = [max(1, round(s * self.view2_scale)) for s in view2.shape[2:]]
+        return F.interpolate(
+            view2,
+            size=size,
+            mode='bilinear',
+            align_corners=False,
+            antialias=True)
+
     def _tapped(self, inputs: Tensor) -> List[Tensor]:
         """The tapped features of ``inputs``, the classifier run no further."""
         with self.taps.capture() as feats:
@@ -238,6 +274,30 @@ class CDSClassifier(BaseModel):
     def _run_to_taps(self, inputs: Tensor) -> None:
         run_until([self.taps.module(n) for n in self.taps.names],
                   lambda: self.classifier(inputs, mode='tensor'))
+
+
+def _check_cheaper_variant(cls: type, view2_scale: float, cds_interval: int,
+                           joint_batch: bool) -> None:
+    """Reject bad ``view2_scale`` / ``cds_interval`` values, naming the key.
+    """
+    if not 0 < view2_scale <= 1:
+        raise ValueError(
+            f'model.view2_scale must be in (0, 1], got {view2_scale!r}')
+    if isinstance(
+            cds_interval,
+            bool) or not isinstance(cds_interval, int) or cds_interval < 1:
+        raise ValueError(
+            f'model.cds_interval must be an int >= 1, got {cds_interval!r}')
+    if joint_batch and view2_scale != 1:
+        raise ValueError(
+            f'model.view2_scale={view2_scale} with model.joint_batch=True: '
+            'one batch holds both views, so they must have one size; set '
+            'one of them back to its default')
+    if cls.loss is not CDSClassifier.loss and (view2_scale != 1
+                                               or cds_interval != 1):
+        raise ValueError(
+            f'model.view2_scale / model.cds_interval are not supported by '
+            f'{cls.__name__}, whose loss() is its own; leave them at 1')
 
 
 def _rename_task_loss(losses: dict) -> dict:

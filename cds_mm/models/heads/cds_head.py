@@ -48,6 +48,25 @@ def build_projectors(projector: Union[dict, Sequence[dict]],
     return projectors
 
 
+def project_views(projector: nn.Module, views: Sequence[Tensor]) -> Tensor:
+    """Project several views in one batch, e.g. both views of a tap.
+
+    The shipped projectors take the views apart (``forward_views``: no copy
+    of the inputs, norms over all views even when their sizes differ).
+    Other projectors get the views concatenated, or one call per view when
+    their shapes differ.
+
+    Shapes:
+        views: list of (N_v, C, ...).
+        return: (sum N_v, D), rows in the order of ``views``.
+    """
+    if hasattr(projector, 'forward_views'):
+        return projector.forward_views(views)
+    if all(v.shape[1:] == views[0].shape[1:] for v in views):
+        return projector(torch.cat(list(views)))
+    return torch.cat([projector(v) for v in views])
+
+
 @MODELS.register_module()
 class CDSHead(BaseModule):
     """Contrastive deep supervision on tapped intermediate features.
@@ -181,11 +200,9 @@ class CDSHead(BaseModule):
         self._check_feats(feats_view2)
         z1, z2 = [], []
         for proj, f1, f2 in zip(self.projectors, feats, feats_view2):
-            # one projector call for both views, as in the authors' code,
-            # unless the views differ in size (own geometric augmentation)
-            z = proj(torch.cat([f1, f2])) if f1.shape == f2.shape else \
-                torch.cat([proj(f1), proj(f2)])
-            z = F.normalize(z, dim=1)
+            # one projector call for both views, so its norms see both (as
+            # in the authors' code)
+            z = F.normalize(project_views(proj, [f1, f2]), dim=1)
             z1.append(z[:f1.shape[0]])
             z2.append(z[f1.shape[0]:])
         return z1, z2

@@ -6,8 +6,9 @@ registry, so the ``mmdet`` and ``mmpretrain`` scopes find them.
 """
 import logging
 import math
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
+import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,6 +18,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..utils.joint_views import cat_views, forward_views
 
 _syncbn_warned = False
 
@@ -146,17 +149,41 @@ class SepConvProjector(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``x`` to (N, out_channels); see the class docstring."""
-        if self.num_blocks == 0 and x.dim() == 2 and x.size(
-                1) == self.in_channels:
-            return x
+        return self.forward_views([x])
+
+    def forward_views(self, views: Sequence[Tensor]) -> Tensor:
+        """Project several views as one batch: the norms see all of them.
+
+        Equals ``forward(torch.cat(views))`` up to float rounding when the
+        views have one shape, without that copy: each view runs alone up to
+        the first norm (see :func:`forward_views`). Views of different
+        sizes (e.g. view 2 at a lower resolution) share the norms'
+        statistics too.
+
+        Shapes:
+            views: list of (N_v, in_channels, H_v, W_v), or of
+                (N_v, in_channels) when there are no blocks.
+            return: (sum N_v, out_channels), rows in the order of ``views``.
+        """
+        if self.num_blocks == 0 and all(
+                x.dim() == 2 and x.size(1) == self.in_channels for x in views):
+            return cat_views(views)
+        for x in views:
+            self._check_input(x)
+        x = list(views)
+        for block in self.blocks:
+            x = block(x) if isinstance(x, Tensor) else forward_views(
+                block, x, channels_last=True)
+        if isinstance(x, Tensor):
+            return x.mean(dim=(2, 3))
+        return torch.cat([v.mean(dim=(2, 3)) for v in x])
+
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.size(1) != self.in_channels:
             also = (f' or (N, {self.in_channels})'
                     if self.num_blocks == 0 else '')
             raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
                              f'got {tuple(x.shape)}')
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(dim=(2, 3))
 
 
 @MODELS.register_module()
@@ -237,12 +264,33 @@ class MLPProjector(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``x`` to (N, out_channels); see the class docstring."""
-        ok_2d = x.dim() == 2 and self.num_convs == 0
-        if not (x.dim() == 4 or ok_2d) or x.size(1) != self.in_channels:
-            also = (f' or (N, {self.in_channels})'
-                    if self.num_convs == 0 else '')
-            raise ValueError(f'x must be (N, {self.in_channels}, H, W){also}, '
-                             f'got {tuple(x.shape)}')
-        if x.dim() == 4:
-            x = self.convs(x).mean(dim=(2, 3))
+        return self.forward_views([x])
+
+    def forward_views(self, views: Sequence[Tensor]) -> Tensor:
+        """Project several views as one batch: the norms see all of them.
+
+        Equals ``forward(torch.cat(views))`` up to float rounding when the
+        views have one shape, without copying the inputs: each view runs
+        alone up to the first norm (see :func:`forward_views`).
+
+        Shapes:
+            views: list of (N_v, in_channels, H_v, W_v), or of
+                (N_v, in_channels) when ``num_convs == 0``.
+            return: (sum N_v, out_channels), rows in the order of ``views``.
+        """
+        for x in views:
+            ok_2d = x.dim() == 2 and self.num_convs == 0
+            if not (x.dim() == 4 or ok_2d) or x.size(1) != self.in_channels:
+                also = (f' or (N, {self.in_channels})'
+                        if self.num_convs == 0 else '')
+                raise ValueError(
+                    f'x must be (N, {self.in_channels}, H, W){also}, '
+                    f'got {tuple(x.shape)}')
+        x = list(views)
+        if x[0].dim() == 4:
+            x = forward_views(self.convs, x)
+            x = x.mean(dim=(2, 3)) if isinstance(x, Tensor) else cat_views(
+                [v.mean(dim=(2, 3)) for v in x])
+        else:
+            x = cat_views(x)
         return self.fc1(self.act(_hidden_norm(self.norm, self.fc0(x))))

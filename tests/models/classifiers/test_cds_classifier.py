@@ -310,3 +310,77 @@ def test_plain_and_cds_checkpoints_both_load(wrapper, tmp_path, monkeypatch):
     assert missing == [] and unexpected == [] and len(logged) == 1
     for k, v in model.state_dict().items():
         assert torch.equal(other.state_dict()[k], v), k
+
+
+def _input_sizes(model):
+    """Side of every input that reaches layer1, in call order."""
+    sizes = []
+    model.classifier.backbone.layer1.register_forward_hook(
+        lambda m, i, o: sizes.append(i[0].shape[-1]))
+    return sizes
+
+
+def test_view2_scale_runs_view2_smaller_through_shared_norms():
+    model = build(view2_scale=0.5).train()
+    sizes = _input_sizes(model)
+    views, samples = batch()
+    losses = model.loss(views, samples)
+    assert sizes == [32, 16]  # view 1 as given, view 2 at half size
+    sum(losses.values()).backward()
+    for name, p in model.cds_head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the projections are those of both views' features in one batch
+    model.eval()
+    losses = model.loss(views, samples)
+    small = F.interpolate(
+        views[1], size=(16, 16), mode='bilinear', antialias=True)
+    with model.taps.capture() as f1:
+        model.classifier.backbone(views[0])
+    with model.taps.capture() as f2:
+        model.classifier.backbone(small)
+    labels = torch.tensor([s.gt_label.item() for s in samples])
+    for k, v in model.cds_head.loss(f1, f2, labels).items():
+        torch.testing.assert_close(losses[k], v)
+
+
+def test_cds_interval_adds_the_contrastive_term_every_kth_step():
+    model = build(cds_interval=3).train()
+    sizes = _input_sizes(model)
+    views, samples = batch()
+    keys = []
+    for step in range(4):
+        model.zero_grad()
+        losses = model.loss(views, samples)
+        keys.append(sorted(k for k in losses if k != 'loss_cls'))
+        sum(losses.values()).backward()
+        grads = [p.grad for p in model.cds_head.parameters()]
+        # heads stay in the graph on the other steps (DDP), with zero grads
+        assert all(g is not None for g in grads)
+        assert any(g.abs().sum() > 0 for g in grads) == (step % 3 == 0)
+    cds = [f'loss_cds_s{i}' for i in range(4)]
+    assert keys == [cds, ['loss_cds_skipped'], ['loss_cds_skipped'], cds]
+    assert len(sizes) == 4 + 2  # view 2 runs only on the CDS steps
+    assert losses['loss_cls'] > 0
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(view2_scale=0), r'model.view2_scale must be in \(0, 1\]'),
+    (dict(view2_scale=1.5), r'model.view2_scale must be in \(0, 1\]'),
+    (dict(view2_scale=0.5, joint_batch=True), 'model.view2_scale=0.5 with '
+     'model.joint_batch=True'),
+    (dict(cds_interval=0), 'model.cds_interval must be an int >= 1'),
+    (dict(cds_interval=2.0), 'model.cds_interval must be an int >= 1'),
+])
+def test_cheaper_variant_errors_name_the_key(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build(**kwargs)
+
+
+def test_cheaper_variants_rejected_by_wrappers_with_their_own_loss():
+    with pytest.raises(ValueError, match='not supported by SemiCDSClassifier'):
+        MODELS.build(
+            dict(
+                type='SemiCDSClassifier',
+                classifier=copy.deepcopy(CLASSIFIER),
+                cds_head=dict(type='CDSHead', taps=TAPS),
+                cds_interval=2))

@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from cds_mm.models.heads import CDSHead
+from cds_mm.models.heads.cds_head import project_views
 from cds_mm.models.losses import SupConLoss
 
 
@@ -108,11 +111,72 @@ def test_off_has_no_parameters_and_no_loss():
     assert head.loss(feats(), feats()) == {}
 
 
-def test_views_of_different_size_are_projected_separately():
-    head = make()
+def test_views_of_different_size_share_the_projectors_norms():
+    head = make().train()
     small = [f[..., :4, :4] for f in feats()]
     out = head.loss(feats(), small, torch.arange(4))
     assert all(torch.isfinite(v) for v in out.values())
+    z1, z2 = head.project_views(feats(), small)
+    for i, proj in enumerate(head.projectors):
+        z = F.normalize(proj.forward_views([feats()[i], small[i]]), dim=1)
+        torch.testing.assert_close(torch.cat([z1[i], z2[i]]), z)
+
+
+def _loss_before_forward_views(head, f1, f2, labels):
+    """CDSHead.loss as computed before the projectors took the views apart:
+    each tap's projector on torch.cat of both views, every layer in turn."""
+    losses = {}
+    for i, (proj, a, b) in enumerate(zip(head.projectors, f1, f2)):
+        x = torch.cat([a, b])
+        for block in proj.blocks:
+            x = block(x)
+        z = F.normalize(x.mean(dim=(2, 3)), dim=1)
+        z = torch.stack([z[:a.shape[0]], z[a.shape[0]:]], dim=1)
+        losses[f'loss_cds_s{i}'] = head.loss_weights[i] * head.loss_module(
+            z, labels)
+    return losses
+
+
+def test_loss_on_a_fixed_batch_is_unchanged_within_1e5():
+    """Projecting the views apart (no input copy, channels-last) gives the
+    loss and gradients of the earlier concatenate-then-project head."""
+    head = CDSHead(
+        taps=['a', 'b', 'c'], in_channels=[8, 16, 32],
+        loss_weight=0.1).train()
+    ref = copy.deepcopy(head)
+    g = torch.Generator().manual_seed(3)
+    f1, f2 = ([
+        torch.randn(16, c, s, s, generator=g, requires_grad=True)
+        for c, s in ((8, 16), (16, 8), (32, 4))
+    ] for _ in range(2))
+    labels = torch.randint(0, 4, (16, ), generator=g)
+    out = head.loss(f1, f2, labels)
+    expect = _loss_before_forward_views(ref, f1, f2, labels)
+    assert sorted(out) == sorted(expect)
+    for k in out:
+        torch.testing.assert_close(out[k], expect[k], atol=1e-5, rtol=0)
+    grads = torch.autograd.grad(sum(out.values()), f1 + f2)
+    ref_grads = torch.autograd.grad(sum(expect.values()), f1 + f2)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_projector_without_forward_views_gets_the_concatenation():
+
+    class Pool(torch.nn.Module):
+        calls = []
+
+        def forward(self, x):
+            self.calls.append(x.shape[0])
+            return x.mean(dim=(2, 3))
+
+    proj = Pool()
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(
+        project_views(proj, [a, b]),
+        torch.cat([a, b]).mean(dim=(2, 3)))
+    project_views(proj, [a, b[..., :2, :2]])
+    assert Pool.calls == [4, 2, 2]
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -1,3 +1,4 @@
+import copy
 import importlib
 
 import pytest
@@ -19,9 +20,9 @@ R50 = [(256, 2048, 3, (256, 512, 1024, 2048)),
 
 def _pre_pool_shape(head, x):
     """Shape of the last block's output (before global pooling), seen by a
-    forward hook."""
+    forward hook on its last layer."""
     seen = []
-    handle = head.blocks[-1].register_forward_hook(
+    handle = head.blocks[-1][-1].register_forward_hook(
         lambda m, i, o: seen.append(o.shape))
     out = head(x)
     handle.remove()
@@ -228,3 +229,70 @@ def test_build_from_downstream_registries(scope):
         dict(type='MLPProjector', in_channels=256, num_convs=1))
     assert type(sep) is SepConvProjector and sep.channels == (128, 256, 512)
     assert type(mlp) is MLPProjector and mlp.out_channels == 128
+
+
+def _sequential_forward(head, x):
+    """The projectors' forward as it was before ``forward_views``: one
+    batch, every layer in turn, default memory layout."""
+    if isinstance(head, SepConvProjector):
+        for block in head.blocks:
+            x = block(x)
+        return x.mean(dim=(2, 3))
+    if x.dim() == 4:
+        x = head.convs(x).mean(dim=(2, 3))
+    return head.fc1(head.act(head.norm(head.fc0(x))))
+
+
+@pytest.mark.parametrize('make,shape', [
+    (lambda: SepConvProjector(16, 64), (5, 16, 16, 16)),
+    (lambda: SepConvProjector(32, 32), (5, 32, 4, 4)),
+    (lambda: MLPProjector(16, 32, 8), (5, 16, 6, 6)),
+    (lambda: MLPProjector(16, 32, 8, num_convs=1), (5, 16, 6, 6)),
+])
+def test_forward_views_is_the_projection_of_the_concatenation(make, shape):
+    """Both views in one call: same outputs, gradients and running
+    statistics as the earlier ``forward(torch.cat(views))``, within 1e-5."""
+    torch.manual_seed(0)
+    head = make().train()
+    ref_head = copy.deepcopy(head)
+    g = torch.Generator().manual_seed(1)
+    views = [
+        torch.randn(shape, generator=g, requires_grad=True) for _ in range(2)
+    ]
+    out = head.forward_views(views)
+    ref = _sequential_forward(ref_head, torch.cat(views))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    weight = torch.randn(ref.shape, generator=g)
+    grads = torch.autograd.grad(
+        (out * weight).sum(),
+        views + list(head.parameters()),
+        allow_unused=True)
+    ref_grads = torch.autograd.grad(
+        (ref * weight).sum(),
+        views + list(ref_head.parameters()),
+        allow_unused=True)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for (name, a), b in zip(head.named_buffers(), ref_head.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+    # a single batch too
+    torch.testing.assert_close(
+        head.eval()(views[0]),
+        _sequential_forward(ref_head.eval(), views[0]),
+        atol=1e-5,
+        rtol=1e-5)
+
+
+def test_forward_views_of_different_sizes_share_norm_statistics():
+    torch.manual_seed(0)
+    head = SepConvProjector(8, 32).train()
+    big, small = torch.randn(3, 8, 16, 16), torch.randn(3, 8, 8, 8)
+    seen = []
+    head.blocks[0][2].register_forward_hook(
+        lambda m, i, o: seen.append(tuple(i[0].shape)))
+    out = head.forward_views([big, small])
+    assert out.shape == (6, 32)
+    # the first norm ran once, on all values of both views at once
+    assert seen == [(1, 8, 3 * 8 * 8 + 3 * 4 * 4, 1)]
+    apart = torch.cat([head(big), head(small)])
+    assert not torch.allclose(out, apart, atol=1e-3)
