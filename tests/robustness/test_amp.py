@@ -81,15 +81,15 @@ def test_cds_losses_are_fp32_under_bf16_autocast(amp_runs):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(
             Config.fromfile(str(work_dir.parent / 'cls.py')).model)
-    seen = []
-    for proj in model.cds_head.projectors:
-        proj.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    seen = []  # the projections the loss receives
+    model.cds_head.loss_module.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].dtype))
     g = torch.Generator().manual_seed(0)
     views = [torch.randn(4, 3, 32, 32, generator=g) for _ in range(2)]
     samples = [DataSample().set_gt_label(i % 2) for i in range(4)]
     with torch.autocast('cpu', dtype=torch.bfloat16):
         losses = model.loss(views, samples)
-    # autocast reached the projectors
+    # autocast reached the projectors: bf16 projections in
     assert seen and set(seen) == {torch.bfloat16}
     cds = {k: v for k, v in losses.items() if k.startswith('loss_cds_')}
     assert sorted(cds) == CDS_KEYS['cls']
