@@ -43,6 +43,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 import cds_mm  # noqa: E402,F401  (registries)
 import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
+from cds_mm.utils import atomic_write  # noqa: E402
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 COLOUR = 'configs/_base_/cds/contrast_colour.py'
@@ -219,13 +220,15 @@ def main():
         load_avg_1min=[load_before[0], os.getloadavg()[0]],
         loader=loader_results,
         step_s=e2e,
-        args=vars(args))
+        # a copy: no machine paths in the JSON, args itself stays whole
+        args={
+            k: v
+            for k, v in vars(args).items() if k not in ('data_root', 'out')
+        })
     print_table(result)
     if args.out:
-        for key in ('data_root', 'out'):  # no machine paths
-            result['args'].pop(key, None)
         os.makedirs(osp.dirname(args.out), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_write(args.out) as f:
             json.dump(result, f, indent=2)
             f.write('\n')
 
