@@ -13,13 +13,21 @@ the numbers are what a user gets from the CLI. ECE comes from the registered
     python benchmarks/cls_accuracy_seeds.py --workers 1 \\
         --results benchmarks/results/cls_accuracy.json
 
-Resumable: a run whose ``result.json`` exists with the same options is not
-repeated, and a run cut short resumes from its last epoch. The results
+Resumable: a run whose ``result.json`` exists with the same options, or
+which the ``--results`` file already holds with the same options (a new
+machine has the committed file but no work dirs), is not repeated, and a run
+cut short resumes from its last epoch. The results
 JSON (protocol, git commit, per-seed numbers, per-epoch val accuracy and
 losses, reliability bins) is rewritten after every finished run. Progress
 (run k of N, epoch, val accuracy, ETA) is printed while a run trains.
-``--cfg-options`` adds config overrides to every run (ablations), e.g.
-``--modes cds --seeds 0 --cfg-options model.cds_head.loss_weight=0.3``.
+``--cfg-options`` adds config overrides to every run; an ablation names
+itself with ``--variant``, so that several share one results file (a run is
+keyed by variant, mode and seed; the file keeps the other variants' runs)::
+
+    python benchmarks/cls_accuracy_seeds.py --workers 1 --modes cds \
+        --seeds 0 --variant view2_half --cfg-options model.view2_scale=0.5 \
+        --results benchmarks/results/cls_ablations.json
+
 On a GPU machine the same command runs unchanged; there ``--parallel`` runs
 several (mode, seed) runs at once and ``--workers`` sets the data loader
 processes per run (data loading is the CPU-bound part).
@@ -36,7 +44,6 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -44,7 +51,8 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from cds_mm.utils import atomic_write  # noqa: E402
+from benchmarks.common import git_commit, mean_std, recorded_runs, run, say
+from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -58,12 +66,6 @@ NUM_BINS = 15
 TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
                     r'accuracy/top1:\s*([\d.]+)')
-PRINT_LOCK = threading.Lock()
-
-
-def say(msg):
-    with PRINT_LOCK:
-        print(msg, flush=True)
 
 
 def ece_stats(samples):
@@ -109,16 +111,6 @@ def ece(scores: np.ndarray, labels: np.ndarray) -> float:
         for s, y in zip(scores, labels)
     ]
     return ece_stats(samples)['ece']
-
-
-def run(cmd, log, env=None):
-    """Run ``cmd`` in the repo root, its output appended to ``log``."""
-    with open(log, 'a') as f:
-        proc = subprocess.run(
-            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode:
-        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; '
-                         f'see {log}')
 
 
 def train_with_progress(cmd, log, env, tag, epochs, state):
@@ -220,10 +212,15 @@ def run_opts(args, mode, seed):
 
 def one_run(args, mode, seed, tag, state):
     """Train, test the best-val checkpoint once; the run's result dict."""
-    work = osp.join(args.work_dir, f'{mode}_seed{seed}')
+    prefix = f'{args.variant}_' if args.variant else ''
+    work = osp.join(args.work_dir, f'{prefix}{mode}_seed{seed}')
     os.makedirs(work, exist_ok=True)
     opts = run_opts(args, mode, seed)
     done_file = osp.join(work, 'result.json')
+    recorded = state['recorded'].get((args.variant, mode, seed))
+    if recorded is not None and recorded.get('cfg_options') == opts:
+        say(f'[{tag}] in {args.results} already, not repeated')
+        return recorded
     if osp.isfile(done_file):
         with open(done_file) as f:
             res = json.load(f)
@@ -256,6 +253,8 @@ def one_run(args, mode, seed, tag, state):
     res = dict(
         mode=mode,
         seed=seed,
+        **(dict(variant=args.variant, extra_options=list(args.cfg_options))
+           if args.variant else {}),
         best_epoch=epoch,
         **ece_stats(samples),
         n_test=len(samples),
@@ -271,6 +270,12 @@ def one_run(args, mode, seed, tag, state):
     return res
 
 
+def run_key(res):
+    """A run's key in the results file: variant (None: the protocol's own
+    runs), mode and seed."""
+    return res.get('variant'), res['mode'], res['seed']
+
+
 def child_env(args):
     """The runs' environment: with several runs at once, split the cores.
 
@@ -284,40 +289,21 @@ def child_env(args):
     return env
 
 
-def git_commit():
-    """HEAD's hash, with ``+dirty`` when the working tree has changes."""
-    try:
-        head = subprocess.check_output(['git', 'rev-parse', 'HEAD'],
-                                       cwd=REPO,
-                                       text=True).strip()
-        dirty = subprocess.check_output(
-            ['git', 'status', '--porcelain', '--untracked-files=no'],
-            cwd=REPO,
-            text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return 'unknown'
-    return head + ('+dirty' if dirty else '')
-
-
-def write_results(args, results, jobs):
-    """The results JSON: protocol, commit, finished runs, missing runs."""
+def write_results(args, commit, results, jobs, others=()):
+    """The results JSON: protocol, the commit the runs started from,
+    finished runs (``others`` are other variants' runs, kept first), this
+    call's missing runs."""
     have = {(r['mode'], r['seed']) for r in results}
     out = dict(
         benchmark='benchmarks/cls_accuracy_seeds.py',
         protocol=PROTOCOL.format(**vars(args)),
-        git_commit=git_commit(),
+        git_commit=commit,
         date=datetime.date.today().isoformat(),
         args=vars(args),
-        runs=results,
+        runs=list(others) + results,
         missing=[dict(mode=m, seed=s) for m, s in jobs if (m, s) not in have])
     with atomic_write(args.results) as f:
         json.dump(out, f, indent=1)
-
-
-def fmt(values):
-    mean = statistics.mean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{mean:.2f} ± {std:.2f}'
 
 
 def parse_args(argv=None):
@@ -329,6 +315,12 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--modes', nargs='+', default=['off', 'dsn', 'cds'])
     parser.add_argument('--work-dir', default='work_dirs/bench_cls_accuracy')
+    parser.add_argument(
+        '--variant',
+        default=None,
+        help='name of an ablation (with --cfg-options): its runs train in '
+        '<work-dir>/<variant>_<mode>_seed<s> and are keyed by it in the '
+        'results file')
     parser.add_argument(
         '--results',
         default=None,
@@ -359,6 +351,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    commit = git_commit()  # the code the runs start from
     os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(mode, seed) for seed in args.seeds for mode in args.modes]
     tags = [
@@ -377,9 +370,11 @@ def main(argv=None):
         return max(state['run_left'].values(), default=0) + \
             max(queued, 0) * per_run / args.parallel
 
-    state = dict(run_left={}, eta=eta)
+    recorded = recorded_runs(args.results, run_key)
+    others = [r for k, r in recorded.items() if k[0] != args.variant]
+    state = dict(run_left={}, eta=eta, recorded=recorded)
     if not osp.isfile(args.results):  # a file that lists the missing runs
-        write_results(args, [], jobs)
+        write_results(args, commit, [], jobs)
 
     def timed(i):
         t = time.time()
@@ -402,9 +397,10 @@ def main(argv=None):
                 f'{res["ece"]:.2f}, best val epoch {res["best_epoch"]}/'
                 f'{args.epochs}')
             done[i] = res
-            write_results(args, [done[k] for k in sorted(done)], jobs)
+            write_results(args, commit, [done[k] for k in sorted(done)], jobs,
+                          others)
     results = [done[i] for i in sorted(done)]
-    write_results(args, results, jobs)
+    write_results(args, commit, results, jobs, others)
     say(f'{len(results)}/{len(jobs)} runs in {time.time() - start:.0f} s; '
         f'results in {args.results}')
     if not results:
@@ -419,8 +415,9 @@ def main(argv=None):
     for mode in args.modes:
         rows = [r for r in results if r['mode'] == mode]
         if rows:
-            say(f'| {names.get(mode, mode)} | {fmt([r["top1"] for r in rows])}'
-                f' | {fmt([r["ece"] for r in rows])} | '
+            say(f'| {names.get(mode, mode)} | '
+                f'{mean_std([r["top1"] for r in rows])} | '
+                f'{mean_std([r["ece"] for r in rows])} | '
                 f'{",".join(str(r["best_epoch"]) for r in rows)} |')
     if failures:
         raise SystemExit(f'{len(failures)} run(s) failed:\n' +

@@ -2,34 +2,104 @@
 prints one table.
 
 Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN
-32 channels) on the same Fashion-MNIST mosaic images (real objects, 10
-classes), epochs and seeds; only ``model.mode`` / ``model.instance_head``
-differ. The mosaic is built with ``num_train + num_val`` images from the
-training IDX files, split by image id into train and val; the mosaic's own val
-set (items from t10k) is the test split. The checkpoint with the best val bbox
-mAP is tested once on the test split. Runs go through ``tools/train.py`` /
-``tools/test.py`` in subprocesses, so the numbers are what a user gets from the
-CLI.
+32 channels) on the same images, epochs and seeds; only ``model.mode`` /
+``model.instance_head`` differ. Two data sets (``--dataset``):
 
-    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500
-    --num-val 250
+* ``mosaic`` (default): the Fashion-MNIST mosaic (real objects, 10 classes).
+  It is built with ``num_train + num_val`` images from the training IDX files,
+  split by image id into train and val; the mosaic's own val set (items from
+  t10k) is the test split.
+* ``dense``: the generated dense one-class set (15-30 small, partly occluded
+  blobs per 320 px image; ``cds_mm.datasets.make_dense_coco``). Train and val
+  are the train and val splits of generator seed 0 in ``--data-dir``; the test
+  split is the val split of generator seed 1 in ``<data-dir>_test``. 12 epochs
+  with the config's own step at epoch 10 (scaled to ``--epochs``).
+
+Val bbox mAP is computed every epoch; the checkpoint with the best one is
+tested once on the test split. Runs go through ``tools/train.py`` /
+``tools/test.py`` in subprocesses, so the numbers are what a user gets from the
+CLI. The 3-seed dense study:
+
+    python benchmarks/det_accuracy_seeds.py --dataset dense \\
+        --results benchmarks/results/det_dense_accuracy.json
+
+and the mosaic one, e.g.
+
+    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500 \\
+        --num-val 250
+
+Resumable: a run whose ``result.json`` exists with the same options, or which
+the ``--results`` file already holds with the same options, is not repeated; a
+dense run cut short resumes from its last epoch (mosaic runs keep today's one
+checkpoint at the end, so they start again). The results JSON (protocol, git
+commit, per-seed numbers, per-epoch val bbox mAP) is rewritten after every
+finished run; progress (run k of N, epoch, val mAP, ETA) is printed while a run
+trains. ``--cfg-options`` adds config overrides to every run, e.g.
+``--cfg-options optim_wrapper.clip_grad.max_norm=10``.
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not
 show.
 """
 import argparse
+import datetime
 import glob
 import json
 import os
 import os.path as osp
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = 'configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py'
+sys.path.insert(0, REPO)  # cds_mm from this checkout
+
+from benchmarks.common import git_commit, mean_std, recorded_runs, run, say
+from cds_mm.utils import atomic_write
+
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
+MODEL = ('the demo\'s tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN 32 '
+         'channels)')
+DATASETS = {
+    'mosaic':
+    dict(
+        name='Fashion-MNIST mosaic',
+        config='configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py',
+        data_dir='data/fashion_mosaic',
+        epochs=6,
+        num_train=1500,
+        num_val=250,
+        num_test=1000,
+        steps=(9, 11),  # the demo's 12-epoch steps, scaled to --epochs
+        # one checkpoint at the end (today's protocol): no resume
+        ckpt_interval=None,
+        protocol=MODEL + ', 128 px mosaics of Fashion-MNIST items (10 '
+        'classes); {num_train} train and {num_val} val images (training IDX '
+        'files, split by image id), {num_test} test images (t10k items); '
+        'batch 8, SGD lr 0.04, {epochs} epochs, lr x0.1 at epochs '
+        '{milestones}; val bbox mAP every epoch, the best-val checkpoint '
+        'tested once; config {config}'),
+    'dense':
+    dict(
+        name='dense one-class set',
+        config='configs/demo/faster-rcnn_r18-w16_fpn_cds_dense.py',
+        data_dir='data/dense',
+        epochs=12,
+        num_train=200,
+        num_val=50,
+        num_test=200,
+        steps=(10, ),  # the config's 12-epoch step, scaled to --epochs
+        ckpt_interval=1,  # every epoch (one kept), so a run can resume
+        protocol=MODEL + ' on the generated dense one-class set (15-30 '
+        'partly occluded blobs of 15-34 px per 320 px image over '
+        'unannotated clutter); {num_train} train and {num_val} val images '
+        '(generator seed 0), {num_test} test images (generator seed 1); '
+        'batch 4, AdamW lr 1e-3, 50-iteration warm-up, {epochs} epochs, lr '
+        'x0.1 at epochs {milestones}; val bbox mAP every epoch, the best-val '
+        'checkpoint tested once; config {config}'),
+}
 VARIANTS = {
     'off': ('baseline', ['model.mode=off']),
     'img': ('CDS image-level', ['model.instance_head=None']),
@@ -38,16 +108,43 @@ VARIANTS = {
 SPLIT_ANNS = ('annotations/instances_train-split.json',
               'annotations/instances_val-split.json')
 TEST_ANN = 'annotations/instances_val.json'
+POLL_S = 30  # progress: how often the training log is read
+TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
+                    r'coco/bbox_mAP:\s*(-?[\d.]+)')
+
+
+def here(path):
+    """``path`` as this process reaches it (the runs' cwd is the repo)."""
+    return osp.join(REPO, path)
+
+
+def repo_path(path):
+    """``path`` relative to the repo when inside it, else absolute."""
+    path = osp.abspath(path)
+    rel = osp.relpath(path, REPO)
+    return path if rel == '..' or rel.startswith('..' + os.sep) else rel
+
+
+def test_data_dir(args):
+    """The dense test set's folder: a sibling of ``--data-dir``."""
+    return args.data_dir.rstrip('/') + '_test'
 
 
 def build_data(args):
-    """Build (or reuse) the mosaic and split its train side by image id into
-    train / val."""
-    sys.path.insert(0, REPO)
+    """Build (or reuse) the data set of ``args.dataset``."""
+    if args.dataset == 'dense':
+        from cds_mm.datasets import make_dense_coco
+        make_dense_coco(
+            here(args.data_dir), args.num_train, args.num_val, seed=0)
+        # another generator seed: its val split is the test split
+        make_dense_coco(here(test_data_dir(args)), 0, args.num_test, seed=1)
+        return
+    # the mosaic, its train side split by image id into train / val
     from cds_mm.datasets import make_fashion_mosaic_coco
     paths = make_fashion_mosaic_coco(
         args.data_root,
-        args.data_dir,
+        here(args.data_dir),
         num_train=args.num_train + args.num_val,
         num_val=args.num_test)
     with open(paths['train_ann']) as f:
@@ -62,33 +159,55 @@ def build_data(args):
             annotations=[
                 a for a in coco['annotations'] if a['image_id'] in ids
             ])
-        with open(osp.join(args.data_dir, ann_file), 'w') as f:
+        with open(osp.join(here(args.data_dir), ann_file), 'w') as f:
             json.dump(part, f, separators=(',', ':'))
 
 
-def run(cmd, log):
-    with open(log, 'w') as f:
-        proc = subprocess.run(
-            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(
-            f'failed ({proc.returncode}): {" ".join(cmd)}; see {log}')
-
-
 def data_options(args):
+    """Data roots, annotation files, image folders and evaluators of the
+    train / val / test splits."""
     root = args.data_dir.rstrip('/') + '/'
+    if args.dataset == 'dense':
+        roots = (root, root, test_data_dir(args) + '/')
+        anns = ('annotations/instances_train.json', TEST_ANN, TEST_ANN)
+        imgs = ('train/', 'val/', 'val/')
+    else:
+        roots = (root, root, root)
+        anns = (*SPLIT_ANNS, TEST_ANN)
+        imgs = ('train/', 'train/', 'val/')
     opts = []
-    for split, ann, img in (('train', SPLIT_ANNS[0],
-                             'train/'), ('val', SPLIT_ANNS[1], 'train/'),
-                            ('test', TEST_ANN, 'val/')):
+    for split, data_root, ann, img in zip(('train', 'val', 'test'), roots,
+                                          anns, imgs):
         opts += [
-            f'{split}_dataloader.dataset.data_root={root}',
+            f'{split}_dataloader.dataset.data_root={data_root}',
             f'{split}_dataloader.dataset.ann_file={ann}',
             f'{split}_dataloader.dataset.data_prefix.img={img}'
         ]
         if split != 'train':
-            opts.append(f'{split}_evaluator.ann_file={root}{ann}')
+            opts.append(f'{split}_evaluator.ann_file={data_root}{ann}')
     return opts
+
+
+def milestones(args):
+    """The dataset's 12-epoch lr steps, scaled to ``args.epochs``."""
+    return sorted({
+        max(1, round(args.epochs * f / 12))
+        for f in DATASETS[args.dataset]['steps']
+    })
+
+
+def run_opts(args, variant, seed):
+    """The ``--cfg-options`` of one run (also what its result records)."""
+    interval = DATASETS[args.dataset]['ckpt_interval'] or args.epochs
+    steps = ','.join(map(str, milestones(args)))
+    return VARIANTS[variant][1] + data_options(args) + [
+        f'randomness.seed={seed}', f'train_cfg.max_epochs={args.epochs}',
+        'train_cfg.val_interval=1', f'param_scheduler.1.milestones=[{steps}]',
+        f'default_hooks.checkpoint.interval={interval}',
+        'default_hooks.checkpoint.max_keep_ckpts=1',
+        'default_hooks.checkpoint.save_best=coco/bbox_mAP',
+        'default_hooks.checkpoint.rule=greater'
+    ] + list(args.cfg_options)
 
 
 def test_metrics(test_dir):
@@ -110,112 +229,291 @@ def test_metrics(test_dir):
     return {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0}
 
 
-def one_run(args, variant, seed):
+def val_curve(work):
+    """Val bbox mAP (%) per epoch from mmengine's scalars; a resumed run has
+    several timestamped folders, later ones win. An epoch without detections
+    has no entry (CocoMetric logs nothing then)."""
+    val = {}
+    for path in sorted(
+            glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'coco/bbox_mAP' in rec:
+                    val[int(rec['step'])] = round(100 * rec['coco/bbox_mAP'],
+                                                  2)
+    return [dict(epoch=e, mAP=val[e]) for e in sorted(val)]
+
+
+def best_checkpoint(work, epochs):
+    """The best-val checkpoint of a finished run and its epoch.
+
+    A resumed run can leave two: ``epoch_k.pth`` is saved before epoch k's
+    val, so the resumed run did not know that score and saves its own best;
+    then the val curve decides (ties: the earlier, as ``rule=greater``).
+    Without any (no detection on val in any epoch, so CocoMetric logged no
+    mAP), the last epoch's checkpoint and None.
+    """
+
+    def epoch_of(path):
+        return int(path.rsplit('_', 1)[1].split('.')[0])
+
+    best = sorted(
+        glob.glob(osp.join(work, 'best_coco_bbox_mAP_epoch_*.pth')),
+        key=epoch_of)
+    if not best:
+        return osp.join(work, f'epoch_{epochs}.pth'), None
+    curve = {p['epoch']: p['mAP'] for p in val_curve(work)}
+    path = max(best, key=lambda p: curve.get(epoch_of(p), -1.0))
+    return path, epoch_of(path)
+
+
+def train_with_progress(cmd, log, tag, epochs, state):
+    """Run the training subprocess, its output appended to ``log``; print its
+    epoch, last val mAP and the ETAs every ``POLL_S`` seconds."""
+    start, offset, first, last = time.time(), 0, None, None
+    if osp.isfile(log):  # a resumed run: read only this attempt's lines
+        offset = osp.getsize(log)
+    with open(log, 'a') as f:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            with open(log) as g:
+                g.seek(offset)
+                text = g.read()
+            trains, vals = TRAIN_RE.findall(text), VAL_RE.findall(text)
+            if not trains:
+                continue
+            ep, it, n = (int(x) for x in trains[-1])
+            pos = (ep - 1) * n + it
+            first = first or (pos, time.time())  # where this attempt began
+            line = f'epoch {ep}/{epochs} iter {it}/{n}'
+            if vals:
+                line += f', val mAP {100 * float(vals[-1][1]):.1f} (epoch ' \
+                        f'{vals[-1][0]})'
+            if line == last or pos == first[0]:
+                continue
+            last, spent = line, time.time() - start
+            left = (time.time() - first[1]) * (epochs * n - pos) / (
+                pos - first[0])
+            per_run = statistics.mean(state['durations']) \
+                if state['durations'] else spent + left
+            say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, all '
+                f'{(left + state["queued"] * per_run) / 60:.0f} min')
+    if code:
+        raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
+
+
+def run_key(res):
+    return res['variant'], res['seed']
+
+
+def earlier_result(args, variant, seed, recorded):
+    """This run's earlier result with the same options, or None."""
+    opts = run_opts(args, variant, seed)
+    res = recorded.get((variant, seed))
+    if res is not None and res.get('cfg_options') == opts:
+        return res
+    done_file = osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json')
+    if osp.isfile(done_file):
+        with open(done_file) as f:
+            res = json.load(f)
+        if res.get('cfg_options') == opts:
+            return res
+        raise SystemExit(f'{done_file} was made with other options; use '
+                         'another --work-dir or delete it')
+    return None
+
+
+def one_run(args, variant, seed, tag, state):
+    """Train, test the best-val checkpoint once; the run's result dict."""
     work = osp.join(args.work_dir, f'{variant}_seed{seed}')
+    opts = run_opts(args, variant, seed)
+    res = earlier_result(args, variant, seed, state['recorded'])
+    if res is not None:
+        say(f'[{tag}] finished before with the same options, not repeated')
+        return res
     os.makedirs(work, exist_ok=True)
-    # the demo's 12-epoch steps [9, 11], scaled to --epochs
-    steps = sorted({max(1, round(args.epochs * f / 12)) for f in (9, 11)})
-    opts = VARIANTS[variant][1] + data_options(args) + [
-        f'randomness.seed={seed}', f'train_cfg.max_epochs={args.epochs}',
-        'train_cfg.val_interval=1',
-        f'param_scheduler.1.milestones=[{",".join(map(str, steps))}]',
-        f'default_hooks.checkpoint.interval={args.epochs}',
-        'default_hooks.checkpoint.max_keep_ckpts=1',
-        'default_hooks.checkpoint.save_best=coco/bbox_mAP',
-        'default_hooks.checkpoint.rule=greater'
-    ]
-    py = sys.executable
-    start = time.time()
-    run([
-        py, 'tools/train.py', CONFIG, '--work-dir', work, '--cfg-options',
-        *opts
-    ], osp.join(work, 'train.log'))
+    # a cut-short run resumes only with its own options
+    opts_file = osp.join(work, 'run_options.json')
+    resume = osp.isfile(osp.join(work, 'last_checkpoint'))
+    if resume and osp.isfile(opts_file):
+        with open(opts_file) as f:
+            if json.load(f) != opts:
+                raise SystemExit(f'{work} holds a run with other options; use '
+                                 'another --work-dir or delete it')
+    with atomic_write(opts_file) as f:
+        json.dump(opts, f, indent=1)
+    if not resume:  # a best checkpoint of a run cut short would stay
+        for path in glob.glob(osp.join(work, 'best_*.pth')):
+            os.remove(path)
+    config, py, start = DATASETS[args.dataset]['config'], sys.executable, \
+        time.time()
+    say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
+    train_with_progress([
+        py, 'tools/train.py', config, '--work-dir', work,
+        *(['--resume'] if resume else []), '--cfg-options', *opts
+    ], osp.join(work, 'train.log'), tag, args.epochs, state)
     train_s = time.time() - start
-    best = glob.glob(osp.join(work, 'best_coco_bbox_mAP_epoch_*.pth'))
-    if len(best) > 1:
-        raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
-    if best:
-        ckpt, epoch = best[0], int(best[0].rsplit('_', 1)[1].split('.')[0])
-    # no detection on val in any epoch, so CocoMetric logged no mAP: take the
-    # last
-    else:
-        ckpt, epoch = osp.join(work, f'epoch_{args.epochs}.pth'), None
+    ckpt, epoch = best_checkpoint(work, args.epochs)
     test_dir = osp.join(work, 'test')
+    shutil.rmtree(test_dir, ignore_errors=True)  # no stale test logs
     run([
-        py, 'tools/test.py', CONFIG, ckpt, '--work-dir', test_dir,
+        py, 'tools/test.py', config, ckpt, '--work-dir', test_dir,
         '--cfg-options', *opts
     ], osp.join(work, 'test.log'))
     rec = test_metrics(test_dir)
-    return dict(
+    res = dict(
         variant=variant,
         seed=seed,
         best_epoch=epoch,
-        mAP=100 * rec['coco/bbox_mAP'],
-        mAP50=100 * rec['coco/bbox_mAP_50'],
-        train_s=train_s)
+        mAP=round(100 * rec['coco/bbox_mAP'], 2),
+        mAP50=round(100 * rec['coco/bbox_mAP_50'], 2),
+        train_s=round(train_s, 1),
+        resumed=resume,
+        checkpoint=repo_path(ckpt),
+        val_mAP=val_curve(work),
+        cfg_options=opts)
+    with atomic_write(osp.join(work, 'result.json')) as f:
+        json.dump(res, f, indent=1)
+    return res
 
 
-def fmt(values):
-    mean = statistics.mean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{mean:.2f} ± {std:.2f}'
+def write_results(args, commit, results, jobs):
+    """The results JSON: protocol, the commit the runs started from,
+    finished runs, missing runs."""
+    spec = DATASETS[args.dataset]
+    protocol = spec['protocol'].format(
+        milestones=milestones(args), config=spec['config'], **vars(args))
+    if args.cfg_options:
+        protocol += '; cfg options ' + ' '.join(args.cfg_options)
+    have = {(r['variant'], r['seed']) for r in results}
+    out = dict(
+        benchmark='benchmarks/det_accuracy_seeds.py',
+        protocol=protocol,
+        git_commit=commit,
+        date=datetime.date.today().isoformat(),
+        args=vars(args),
+        runs=results,
+        missing=[
+            dict(variant=v, seed=s) for v, s in jobs if (v, s) not in have
+        ])
+    with atomic_write(args.results) as f:
+        json.dump(out, f, indent=1)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--dataset', choices=list(DATASETS), default='mosaic')
     parser.add_argument(
         '--data-root', default=DEBIAN_ROOT, help='Fashion-MNIST IDX files')
     parser.add_argument(
-        '--data-dir', default='data/fashion_mosaic', help='mosaic output')
-    parser.add_argument('--epochs', type=int, default=6)
-    parser.add_argument('--num-train', type=int, default=1500)
-    parser.add_argument('--num-val', type=int, default=250)
-    parser.add_argument('--num-test', type=int, default=1000)
+        '--data-dir',
+        help='generated data (default: data/fashion_mosaic or data/dense; '
+        'the dense test set goes to <data-dir>_test)')
+    for name in ('epochs', 'num-train', 'num-val', 'num-test'):
+        parser.add_argument(
+            f'--{name}', type=int, help='default: per --dataset')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument(
         '--variants',
         nargs='+',
         default=list(VARIANTS),
         choices=list(VARIANTS))
-    parser.add_argument('--work-dir', default='work_dirs/bench_det_accuracy')
-    args = parser.parse_args()
-    if args.num_train < 1 or args.num_val < 1 or args.num_test < 1:
-        raise SystemExit('--num-train, --num-val and --num-test must be >= 1')
-    # the runs' working directory is the repo: make the paths independent of it
-    for key in ('data_root', 'data_dir', 'work_dir'):
+    parser.add_argument(
+        '--work-dir', help='default: work_dirs/bench_det_accuracy or _dense')
+    parser.add_argument(
+        '--results',
+        default=None,
+        help='results JSON (default: <work-dir>/results.json)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='key=value overrides added to every run')
+    args = parser.parse_args(argv)
+    spec = DATASETS[args.dataset]
+    for key in ('data_dir', 'epochs', 'num_train', 'num_val', 'num_test'):
+        if getattr(args, key) is None:
+            setattr(args, key, spec[key])
+    if args.work_dir is None:
+        args.work_dir = 'work_dirs/bench_det_' + dict(
+            mosaic='accuracy', dense='dense')[args.dataset]
+    if min(args.epochs, args.num_train, args.num_val, args.num_test) < 1:
+        parser.error('--epochs, --num-train, --num-val and --num-test must '
+                     'be >= 1')
+    # the runs' working directory is the repo: make the paths independent of
+    # the caller's; data inside the repo stays relative to it, so that the
+    # recorded options match on another checkout
+    for key in ('data_root', 'work_dir'):
         setattr(args, key, osp.abspath(getattr(args, key)))
+    args.data_dir = repo_path(args.data_dir)
+    if args.results is None:
+        args.results = osp.join(args.work_dir, 'results.json')
+    args.results = osp.abspath(args.results)
+    return args
 
-    start = time.time()
+
+def main(argv=None):
+    args = parse_args(argv)
+    start, commit = time.time(), git_commit()  # the code the runs start from
     build_data(args)
-    results = []
-    for seed in args.seeds:
-        for variant in args.variants:
-            res = one_run(args, variant, seed)
-            print(json.dumps(res), flush=True)
-            results.append(res)
     os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(args=vars(args), runs=results), f, indent=1)
+    jobs = [(v, s) for s in args.seeds for v in args.variants]
+    state = dict(durations=[], recorded=recorded_runs(args.results, run_key))
+    # runs to train, for the ETA (an earlier result with other options stops
+    # here, before any training)
+    todo = [
+        job for job in jobs
+        if earlier_result(args, *job, state['recorded']) is None
+    ]
+    if not osp.isfile(args.results):  # a file that lists the missing runs
+        write_results(args, commit, [], jobs)
+    results, failures = [], []
+    for i, (variant, seed) in enumerate(jobs):
+        tag = f'run {i + 1}/{len(jobs)} {variant} seed {seed}'
+        state['queued'] = len([j for j in todo if jobs.index(j) > i])
+        t = time.time()
+        try:
+            res = one_run(args, variant, seed, tag, state)
+        except (SystemExit, Exception) as exc:  # the others go on
+            failures.append(f'{tag}: {exc}')
+            say(f'[{tag}] FAILED: {exc}')
+            continue
+        if (variant, seed) in todo:
+            state['durations'].append(time.time() - t)
+        say(f'[{tag}] test mAP {res["mAP"]:.2f}, mAP@50 {res["mAP50"]:.2f}, '
+            f'best val epoch {res["best_epoch"] or "last"}/{args.epochs}')
+        results.append(res)
+        write_results(args, commit, results, jobs)
+    write_results(args, commit, results, jobs)
+    say(f'{len(results)}/{len(jobs)} runs; results in {args.results}')
 
-    print(
-        f'\nFashion-MNIST mosaic test bbox mAP (%), {len(args.seeds)} seeds, '
-        f'{args.epochs} '
-        f'epochs on {args.num_train} train images, checkpoint picked on '
-        f'{args.num_val} val '
-        f'images, tested on {args.num_test}; wall time '
-        f'{time.time() - start:.0f} s')
-    print('| method | test mAP | test mAP@50 | per seed (mAP) | best epoch '
-          '(val) | '
-          'train time (s) |')
-    print('|---|---|---|---|---|---|')
+    say(f'\n{DATASETS[args.dataset]["name"]} test bbox mAP (%), '
+        f'{len(args.seeds)} seeds, {args.epochs} epochs on {args.num_train} '
+        f'train images, checkpoint picked on {args.num_val} val images, '
+        f'tested on {args.num_test}; wall time {time.time() - start:.0f} s')
+    say('| method | test mAP | test mAP@50 | per seed (mAP) | best epoch '
+        '(val) | train time (s) |')
+    say('|---|---|---|---|---|---|')
     for variant in args.variants:
         rows = [r for r in results if r['variant'] == variant]
+        if not rows:
+            continue
         per_seed = ', '.join(f'{r["seed"]}: {r["mAP"]:.2f}' for r in rows)
-        print(f'| {VARIANTS[variant][0]} | {fmt([r["mAP"] for r in rows])} | '
-              f'{fmt([r["mAP50"] for r in rows])} | '
-              f'{per_seed} | '
-              f'{",".join(str(r["best_epoch"] or "last") for r in rows)} | '
-              f'{fmt([r["train_s"] for r in rows])} |')
+        say(f'| {VARIANTS[variant][0]} | '
+            f'{mean_std([r["mAP"] for r in rows])} | '
+            f'{mean_std([r["mAP50"] for r in rows])} | {per_seed} | '
+            f'{",".join(str(r["best_epoch"] or "last") for r in rows)} | '
+            f'{mean_std([r["train_s"] for r in rows])} |')
+    if failures:
+        raise SystemExit(f'{len(failures)} run(s) failed:\n' +
+                         '\n'.join(failures))
 
 
 if __name__ == '__main__':

@@ -41,9 +41,9 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-import cds_mm  # noqa: E402,F401  (registries)
-import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
-from cds_mm.utils import atomic_write  # noqa: E402
+import cds_mm  # noqa: F401  (registries)
+import cds_mm.compat  # noqa: F401  (opt-in stack fixes)
+from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 COLOUR = 'configs/_base_/cds/contrast_colour.py'

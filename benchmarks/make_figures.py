@@ -29,8 +29,8 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 COLORS = dict(off='tab:gray', dsn='tab:blue', cds='tab:red')
 NAMES = dict(off='baseline', dsn='DSN', cds='CDS')

@@ -119,6 +119,30 @@ def render_cls_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
+def render_cls_ablations(data: dict) -> str:
+    """One row per ablation (``--variant``) of the classification protocol.
+    """
+    args = data['args']
+    groups = by_key(
+        [dict(r, row=(r['variant'], r['mode'])) for r in data['runs']], 'row')
+    lines = [
+        f"Measured on {data['date']} (`{data['benchmark']}`), the protocol "
+        f"above ({args['train_samples']:,} training images, {args['epochs']} "
+        'epochs); each row adds its options to the shipped config.', '',
+        '| variant | options | method | seeds | best val top-1 (%) | '
+        'test top-1 (%) | best val epoch |', '|---|---|---|---|---|---|---|'
+    ]
+    for (variant, mode), runs in groups.items():
+        extra = runs[0]['extra_options']
+        options = f"`{' '.join(extra)}`" if extra else 'none'
+        lines.append(f'| {variant} | {options} | {MODE_NAMES[mode]} | '
+                     f'{seeds_of(runs)} | '
+                     f'{mean_std([r["best_val_top1"] for r in runs])} | '
+                     f'{mean_std([r["top1"] for r in runs])} | '
+                     f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
+    return '\n'.join(lines)
+
+
 def _short_header(data: dict) -> List[str]:
     return [
         f"Measured on {data['date']}; numbers from "

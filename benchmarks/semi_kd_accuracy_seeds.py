@@ -51,9 +51,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from cls_accuracy_seeds import run  # noqa: E402
-from cls_accuracy_seeds import DEBIAN_ROOT, REPO, ece, fmt, schedule_opts
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.cls_accuracy_seeds import DEBIAN_ROOT, REPO, ece, schedule_opts
+from benchmarks.common import mean_std, run
 
 CLS_CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 SEMI_CONFIG = 'configs/demo/resnet18-w16_semi-cds-20p_fashionmnist.py'
@@ -217,8 +217,9 @@ def print_tables(args, results):
         for v, rs in rows:
             if rs:
                 per_seed = ', '.join(f'{r["top1"]:.2f}' for r in rs)
-                print(f'| {variants[v][0]} | {fmt([r["top1"] for r in rs])} | '
-                      f'{fmt([r["ece"] for r in rs])} | {per_seed} |')
+                print(f'| {variants[v][0]} | '
+                      f'{mean_std([r["top1"] for r in rs])} | '
+                      f'{mean_std([r["ece"] for r in rs])} | {per_seed} |')
     for r in results:
         if r['part'] == 'teacher':
             print('\nteacher (ResNet-50 1/4 width, CDS, seed 0): top-1 '

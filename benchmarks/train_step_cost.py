@@ -63,8 +63,9 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-import cds_mm  # noqa: E402,F401  (registries)
-import cds_mm.compat  # noqa: E402,F401  (opt-in stack fixes)
+import cds_mm  # noqa: F401  (registries)
+import cds_mm.compat  # noqa: F401  (opt-in stack fixes)
+from benchmarks.common import git_commit
 
 MEMORY_STEPS = 3  # the optimizer state appears in the first step
 RESULTS = osp.join('benchmarks', 'results', 'train_step_cost.json')
@@ -447,22 +448,9 @@ def describe(args, seconds):
     """The ``meta`` block: machine, settings, commit."""
     dev = torch.cuda.get_device_name() if args.device.startswith(
         'cuda') else platform.processor() or 'cpu'
-
-    def git(*cmd):
-        proc = subprocess.run(['git', *cmd],
-                              cwd=REPO,
-                              capture_output=True,
-                              text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else None
-
-    try:
-        commit = git('rev-parse', 'HEAD') or 'unknown'
-        dirty = git('status', '--porcelain', '-uno')
-    except OSError:
-        commit, dirty = 'unknown', ''
     return dict(
         date=datetime.date.today().isoformat(),
-        git_commit=commit + ('+dirty' if dirty else ''),
+        git_commit=git_commit(),
         machine=f'{os.cpu_count()} CPUs, {dev}',
         torch=torch.__version__,
         threads=torch.get_num_threads(),

@@ -94,3 +94,19 @@ def test_rendering_leaves_text_outside_blocks_alone():
     assert tables.render_readme(text) == (
         'before\n<!-- generated: det_accuracy -->\n' + body +
         '\n<!-- end generated: det_accuracy -->\nafter\n')
+
+
+def test_ablation_rows_keep_variant_and_mode_apart():
+    runs = [
+        dict(
+            cls_run('cds', s, 90.0 + s),
+            variant='half',
+            extra_options=['model.view2_scale=0.5']) for s in (0, 1)
+    ] + [dict(cls_run('off', 0, 88.0), variant='half', extra_options=[])]
+    text = tables.render_cls_ablations(cls_data(runs))
+    rows = [line for line in text.splitlines() if line.startswith('| half')]
+    assert rows == [
+        '| half | `model.view2_scale=0.5` | CDS (`cds`) | 0, 1 | '
+        '91.00 ± 0.71 | 90.50 ± 0.71 | 12, 12 |',
+        '| half | none | baseline (`off`) | 0 | 88.50 | 88.00 | 12 |'
+    ]

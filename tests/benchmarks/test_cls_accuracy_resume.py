@@ -1,0 +1,87 @@
+"""The classification benchmark does not repeat a run it has recorded."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    'cls_accuracy_seeds', osp.join(REPO, 'benchmarks',
+                                   'cls_accuracy_seeds.py'))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training a test did not expect fails it."""
+    calls = []
+
+    def train(cmd, *args, **kwargs):
+        calls.append(cmd)
+        raise RuntimeError('trained')
+
+    monkeypatch.setattr(bench, 'train_with_progress', train)
+    return calls
+
+
+def results_file(tmp_path, args, opts):
+    """A results JSON as a finished earlier run (on another machine) left
+    it; its work dir is gone."""
+    path = tmp_path / 'cls_accuracy.json'
+    run = dict(mode='off', seed=0, top1=89.5, cfg_options=opts)
+    path.write_text(json.dumps(dict(args=vars(args), runs=[run])))
+    return str(path)
+
+
+def state_for(args):
+    return dict(
+        run_left={}, recorded=bench.recorded_runs(args.results, bench.run_key))
+
+
+def test_a_run_the_results_file_holds_is_not_repeated(tmp_path, no_training):
+    args = bench.parse_args(['--work-dir', str(tmp_path / 'work')])
+    args.results = results_file(tmp_path, args, bench.run_opts(args, 'off', 0))
+    res = bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    assert res['top1'] == 89.5
+    assert no_training == []
+
+
+def test_a_recorded_run_with_other_options_is_trained_again(
+        tmp_path, no_training):
+    args = bench.parse_args(['--work-dir', str(tmp_path / 'work')])
+    opts = bench.run_opts(args, 'off', 0)
+    args.results = results_file(tmp_path, args, opts[:-1])
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    # and a recorded run does not stand in for another seed
+    args.results = results_file(tmp_path, args, opts)
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 1, 'run 1/1', state_for(args))
+    assert len(no_training) == 2
+
+
+def test_an_ablation_is_keyed_by_its_variant(tmp_path, no_training):
+    work = tmp_path / 'work'
+    args = bench.parse_args(['--work-dir', str(work)])
+    opts = bench.run_opts(args, 'cds', 0)
+    args.results = results_file(tmp_path, args, opts)
+    # the main protocol's run (no variant) does not stand in for it
+    args.variant = 'half'
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'cds', 0, 'run 1/1', state_for(args))
+    assert (work / 'half_cds_seed0').is_dir()
+    assert not (work / 'cds_seed0').exists()
+
+
+def test_results_keep_the_other_variants_runs(tmp_path):
+    args = bench.parse_args(['--work-dir', str(tmp_path), '--variant', 'half'])
+    args.results = str(tmp_path / 'ablations.json')
+    other = dict(variant='every2', mode='cds', seed=0, top1=1.0)
+    mine = dict(variant='half', mode='cds', seed=0, top1=2.0)
+    bench.write_results(args, 'abc', [mine], [('cds', 0), ('cds', 1)], [other])
+    with open(args.results) as f:
+        data = json.load(f)
+    assert [r['variant'] for r in data['runs']] == ['every2', 'half']
+    assert data['missing'] == [dict(mode='cds', seed=1)]

@@ -1,0 +1,272 @@
+"""The detection benchmark's data options, and that it does not repeat a run
+it has recorded (no training)."""
+import argparse
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    'det_accuracy_seeds', osp.join(REPO, 'benchmarks',
+                                   'det_accuracy_seeds.py'))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training a test did not expect fails it."""
+    calls = []
+
+    def train(cmd, *args, **kwargs):
+        calls.append(cmd)
+        raise RuntimeError('trained')
+
+    monkeypatch.setattr(bench, 'train_with_progress', train)
+    return calls
+
+
+def dense_args(tmp_path, *extra):
+    return bench.parse_args([
+        '--dataset', 'dense', '--work-dir',
+        str(tmp_path / 'work'), '--data-dir',
+        str(tmp_path / 'dense'), *extra
+    ])
+
+
+def results_file(tmp_path, args, opts, seed=0):
+    """A results JSON as a finished earlier run (on another machine) left
+    it; its work dir is gone."""
+    path = tmp_path / 'det_dense_accuracy.json'
+    run = dict(variant='off', seed=seed, mAP=31.5, cfg_options=opts)
+    path.write_text(json.dumps(dict(args={}, runs=[run])))
+    return str(path)
+
+
+def state_for(args):
+    return dict(
+        durations=[],
+        queued=0,
+        recorded=bench.recorded_runs(args.results, bench.run_key))
+
+
+def merged_config(config, opts):
+    """The config as ``tools/train.py`` sees it after ``--cfg-options``."""
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(osp.join(REPO, config), import_custom_modules=False)
+    cfg.merge_from_dict(
+        parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    return cfg
+
+
+def test_dense_options_point_each_split_at_its_own_files(tmp_path):
+    args = dense_args(tmp_path, '--num-train', '2', '--num-val', '1',
+                      '--num-test', '2', '--cfg-options',
+                      'optim_wrapper.clip_grad.max_norm=10')
+    bench.build_data(args)
+    cfg = merged_config(bench.DATASETS['dense']['config'],
+                        bench.run_opts(args, 'img', 0))
+    anns = {}
+    for split in ('train', 'val', 'test'):
+        ds = cfg[f'{split}_dataloader'].dataset
+        ann_file = osp.join(ds.data_root, ds.ann_file)
+        with open(ann_file) as f:
+            anns[split] = json.load(f)
+        for im in anns[split]['images']:
+            assert osp.isfile(
+                osp.join(ds.data_root, ds.data_prefix.img, im['file_name']))
+        if split != 'train':
+            assert cfg[f'{split}_evaluator'].ann_file == ann_file
+    assert [len(anns[s]['images']) for s in ('train', 'val', 'test')] == \
+        [2, 1, 2]
+    # train / val from generator seed 0, test from another seed: the test
+    # set's first image is not the val image
+    assert anns['train']['annotations'] != anns['val']['annotations']
+    assert [a['bbox'] for a in anns['test']['annotations']
+            if a['image_id'] == anns['test']['images'][0]['id']] != \
+        [a['bbox'] for a in anns['val']['annotations']]
+    assert cfg.model.mode == 'cds' and cfg.model.instance_head is None
+    assert cfg.optim_wrapper.clip_grad.max_norm == 10
+    # the config's own 12-epoch schedule, val and a checkpoint every epoch
+    assert cfg.train_cfg.max_epochs == 12 and cfg.train_cfg.val_interval == 1
+    assert cfg.param_scheduler[1].milestones == [10]
+    assert cfg.default_hooks.checkpoint.interval == 1
+    assert cfg.default_hooks.checkpoint.save_best == 'coco/bbox_mAP'
+
+
+def test_mosaic_options_are_unchanged():
+    args = argparse.Namespace(
+        dataset='mosaic', data_dir='/d/mosaic', epochs=6, cfg_options=[])
+    # what the benchmark's options were before --dataset existed
+    expected = [
+        'model.instance_head=None',
+        'train_dataloader.dataset.data_root=/d/mosaic/',
+        'train_dataloader.dataset.ann_file='
+        'annotations/instances_train-split.json',
+        'train_dataloader.dataset.data_prefix.img=train/',
+        'val_dataloader.dataset.data_root=/d/mosaic/',
+        'val_dataloader.dataset.ann_file='
+        'annotations/instances_val-split.json',
+        'val_dataloader.dataset.data_prefix.img=train/',
+        'val_evaluator.ann_file=/d/mosaic/'
+        'annotations/instances_val-split.json',
+        'test_dataloader.dataset.data_root=/d/mosaic/',
+        'test_dataloader.dataset.ann_file=annotations/instances_val.json',
+        'test_dataloader.dataset.data_prefix.img=val/',
+        'test_evaluator.ann_file=/d/mosaic/annotations/instances_val.json',
+        'randomness.seed=3', 'train_cfg.max_epochs=6',
+        'train_cfg.val_interval=1', 'param_scheduler.1.milestones=[4,6]',
+        'default_hooks.checkpoint.interval=6',
+        'default_hooks.checkpoint.max_keep_ckpts=1',
+        'default_hooks.checkpoint.save_best=coco/bbox_mAP',
+        'default_hooks.checkpoint.rule=greater'
+    ]
+    assert bench.run_opts(args, 'img', 3) == expected
+    # and so are the defaults
+    args = bench.parse_args([])
+    assert (args.dataset, args.epochs, args.num_train, args.num_val,
+            args.num_test) == ('mosaic', 6, 1500, 250, 1000)
+    assert osp.join(REPO, args.data_dir) == osp.join(REPO,
+                                                     'data/fashion_mosaic')
+    assert bench.DATASETS['mosaic']['config'] == \
+        'configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py'
+
+
+def test_a_run_the_results_file_holds_is_not_repeated(tmp_path, no_training):
+    args = dense_args(tmp_path)
+    args.results = results_file(tmp_path, args, bench.run_opts(args, 'off', 0))
+    res = bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    assert res['mAP'] == 31.5
+    assert no_training == []
+
+
+def test_a_recorded_run_with_other_options_or_seed_is_trained(
+        tmp_path, no_training):
+    args = dense_args(tmp_path, '--cfg-options',
+                      'optim_wrapper.clip_grad.max_norm=10')
+    opts = bench.run_opts(args, 'off', 0)
+    args.results = results_file(tmp_path, args, opts[:-1])
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    args.results = results_file(tmp_path, args, opts)
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 1, 'run 1/1', state_for(args))
+    assert len(no_training) == 2
+
+
+def test_a_result_json_in_the_work_dir_is_not_repeated(tmp_path, no_training):
+    args = dense_args(tmp_path)
+    work = tmp_path / 'work' / 'img_seed1'
+    work.mkdir(parents=True)
+    opts = bench.run_opts(args, 'img', 1)
+    (work / 'result.json').write_text(
+        json.dumps(dict(variant='img', seed=1, mAP=2.0, cfg_options=opts)))
+    assert bench.one_run(args, 'img', 1, 'run 1/1',
+                         state_for(args))['mAP'] == 2.0
+    (work / 'result.json').write_text(
+        json.dumps(dict(variant='img', seed=1, mAP=2.0, cfg_options=[])))
+    with pytest.raises(SystemExit, match='other options'):
+        bench.one_run(args, 'img', 1, 'run 1/1', state_for(args))
+    assert no_training == []
+
+
+def test_a_run_cut_short_resumes(tmp_path, no_training):
+    args = dense_args(tmp_path)
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    assert '--resume' not in no_training[-1]
+    work = tmp_path / 'work' / 'off_seed0'
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_3.pth'))
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    cmd = no_training[-1]
+    assert cmd[cmd.index('--work-dir') + 1] == str(work)
+    assert '--resume' in cmd[:cmd.index('--cfg-options')]
+    # but not with other options
+    args.cfg_options = ['optim_wrapper.clip_grad.max_norm=10']
+    with pytest.raises(SystemExit, match='other options'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    assert len(no_training) == 2
+
+
+def write_scalars(work, stamp, val_maps):
+    """mmengine's scalars of one training attempt: a loss and the val
+    ``coco/bbox_mAP`` (0-1) of each ``{epoch: mAP}``."""
+    os.makedirs(osp.join(work, stamp, 'vis_data'))
+    recs = [dict(loss=1.0, epoch=1, step=5)] + [{
+        'coco/bbox_mAP': v,
+        'coco/bbox_mAP_50': 0.9,
+        'step': e
+    } for e, v in val_maps.items()]
+    with open(osp.join(work, stamp, 'vis_data', 'scalars.json'), 'w') as f:
+        f.write('\n'.join(json.dumps(r) for r in recs))
+
+
+def fake_train(cmd, log, *args):
+    """What tools/train.py leaves: scalars and the best checkpoint."""
+    work = cmd[cmd.index('--work-dir') + 1]
+    write_scalars(work, '20260101_000000', {1: 0.1, 2: 0.3})
+    open(osp.join(work, 'best_coco_bbox_mAP_epoch_2.pth'), 'w').close()
+
+
+def fake_test(cmd, log):
+    """What tools/test.py leaves: its json log."""
+    assert cmd[1] == 'tools/test.py'
+    assert cmd[3].endswith('best_coco_bbox_mAP_epoch_2.pth')
+    test_dir = osp.join(cmd[cmd.index('--work-dir') + 1], '20260101_000001')
+    os.makedirs(test_dir)
+    with open(osp.join(test_dir, '20260101_000001.json'), 'w') as f:
+        json.dump({'coco/bbox_mAP': 0.25, 'coco/bbox_mAP_50': 0.5}, f)
+
+
+def test_a_finished_run_is_recorded_and_not_repeated(tmp_path, monkeypatch,
+                                                     capsys):
+    monkeypatch.setattr(bench, 'build_data', lambda args: None)
+    monkeypatch.setattr(bench, 'train_with_progress', fake_train)
+    monkeypatch.setattr(bench, 'run', fake_test)
+    results = str(tmp_path / 'res' / 'det.json')
+    argv = [
+        '--dataset', 'dense', '--work-dir',
+        str(tmp_path / 'work'), '--data-dir',
+        str(tmp_path / 'dense'), '--seeds', '0', '--variants', 'off',
+        '--epochs', '2', '--results', results
+    ]
+    bench.main(argv)
+    with open(results) as f:
+        out = json.load(f)
+    assert out['benchmark'] == 'benchmarks/det_accuracy_seeds.py'
+    assert 'dense one-class' in out['protocol']
+    assert out['missing'] == [] and out['args']['dataset'] == 'dense'
+    [res] = out['runs']
+    assert (res['variant'], res['seed'], res['best_epoch']) == ('off', 0, 2)
+    assert (res['mAP'], res['mAP50']) == (25.0, 50.0)
+    assert res['val_mAP'] == [dict(epoch=1, mAP=10.0), dict(epoch=2, mAP=30.0)]
+    assert res['cfg_options'] == bench.run_opts(
+        bench.parse_args(argv), 'off', 0)
+    assert 'dense one-class set test bbox mAP' in capsys.readouterr().out
+    # again: neither trained (fake_train's makedirs would fail) nor tested
+    monkeypatch.setattr(bench, 'run', None)
+    bench.main(argv)
+    with open(results) as f:
+        assert json.load(f)['runs'] == [res]
+
+
+def test_a_resumed_run_tests_the_best_epoch_of_all_attempts(tmp_path):
+    work = str(tmp_path)
+    assert bench.best_checkpoint(work, 4) == (osp.join(work,
+                                                       'epoch_4.pth'), None)
+    # cut short after epoch 2's val (its best); epoch_2.pth, saved before
+    # that val, did not know it, so the resumed run saved epoch 3 as best
+    write_scalars(work, '20260101_000000', {1: 0.1, 2: 0.5})
+    write_scalars(work, '20260101_000100', {3: 0.4, 4: 0.2})
+    for epoch in (2, 3):
+        open(osp.join(work, f'best_coco_bbox_mAP_epoch_{epoch}.pth'),
+             'w').close()
+    assert bench.best_checkpoint(work, 4) == (osp.join(
+        work, 'best_coco_bbox_mAP_epoch_2.pth'), 2)
+    assert [p['mAP'] for p in bench.val_curve(work)] == [10, 50, 40, 20]
