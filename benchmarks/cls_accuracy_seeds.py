@@ -51,7 +51,8 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import git_commit, mean_std, recorded_runs, run, say
+from benchmarks.common import (best_checkpoint, git_commit, mean_std,
+                               recorded_runs, run, say)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -154,8 +155,8 @@ def read_curves(work):
     A resumed run has several timestamped folders; later ones win.
 
     Returns:
-        tuple[list[float], dict[str, list[float]]]: Val top-1 per epoch, and
-        the mean of each ``loss*`` scalar per training epoch.
+        tuple[dict[int, float], dict[str, list[float]]]: Val top-1 by
+        epoch, and the mean of each ``loss*`` scalar per training epoch.
     """
     val, losses = {}, {}
     files = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json')))
@@ -176,12 +177,11 @@ def read_curves(work):
         for k, per_epoch in sums.items():
             for e, (s, c) in per_epoch.items():
                 losses.setdefault(k, {})[e] = s / c
-    val_list = [round(val[e], 4) for e in sorted(val)]
     loss_lists = {
         k: [round(v[e], 6) for e in sorted(v)]
         for k, v in sorted(losses.items())
     }
-    return val_list, loss_lists
+    return {e: round(v, 4) for e, v in sorted(val.items())}, loss_lists
 
 
 def schedule_opts(epochs):
@@ -238,18 +238,18 @@ def one_run(args, mode, seed, tag, state):
         '--cfg-options', *opts
     ], osp.join(work, 'train.log'), env, tag, args.epochs, state)
     train_s = time.time() - start
-    best = glob.glob(osp.join(work, 'best_accuracy_top1_epoch_*.pth'))
-    if len(best) != 1:
-        raise SystemExit(f'expected one best checkpoint in {work}, got {best}')
-    epoch = int(best[0].rsplit('_', 1)[1].split('.')[0])
+    val, losses = read_curves(work)
+    best, epoch = best_checkpoint(work, 'accuracy_top1', val)
+    if best is None:
+        raise SystemExit(f'no best checkpoint in {work}')
     preds = osp.join(work, 'test_preds.pkl')
     run([
-        py, 'tools/test.py', CONFIG, best[0], '--work-dir',
+        py, 'tools/test.py', CONFIG, best, '--work-dir',
         osp.join(work, 'test'), '--out', preds, '--cfg-options', *opts
     ], osp.join(work, 'test.log'), env)
     with open(preds, 'rb') as f:
         samples = pickle.load(f)
-    val_top1, losses = read_curves(work)
+    val_top1 = [val[e] for e in sorted(val)]
     res = dict(
         mode=mode,
         seed=seed,
@@ -263,7 +263,7 @@ def one_run(args, mode, seed, tag, state):
         losses=losses,
         train_s=round(train_s, 1),
         test_s=round(time.time() - start - train_s, 1),
-        checkpoint=osp.relpath(best[0], REPO),
+        checkpoint=osp.relpath(best, REPO),
         cfg_options=opts)
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)

@@ -56,7 +56,8 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import git_commit, mean_std, recorded_runs, run, say
+from benchmarks.common import (best_checkpoint, git_commit, mean_std,
+                               recorded_runs, run, say)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -245,29 +246,6 @@ def val_curve(work):
     return [dict(epoch=e, mAP=val[e]) for e in sorted(val)]
 
 
-def best_checkpoint(work, epochs):
-    """The best-val checkpoint of a finished run and its epoch.
-
-    A resumed run can leave two: ``epoch_k.pth`` is saved before epoch k's
-    val, so the resumed run did not know that score and saves its own best;
-    then the val curve decides (ties: the earlier, as ``rule=greater``).
-    Without any (no detection on val in any epoch, so CocoMetric logged no
-    mAP), the last epoch's checkpoint and None.
-    """
-
-    def epoch_of(path):
-        return int(path.rsplit('_', 1)[1].split('.')[0])
-
-    best = sorted(
-        glob.glob(osp.join(work, 'best_coco_bbox_mAP_epoch_*.pth')),
-        key=epoch_of)
-    if not best:
-        return osp.join(work, f'epoch_{epochs}.pth'), None
-    curve = {p['epoch']: p['mAP'] for p in val_curve(work)}
-    path = max(best, key=lambda p: curve.get(epoch_of(p), -1.0))
-    return path, epoch_of(path)
-
-
 def train_with_progress(cmd, log, tag, epochs, state):
     """Run the training subprocess, its output appended to ``log``; print its
     epoch, last val mAP and the ETAs every ``POLL_S`` seconds."""
@@ -360,7 +338,10 @@ def one_run(args, variant, seed, tag, state):
         *(['--resume'] if resume else []), '--cfg-options', *opts
     ], osp.join(work, 'train.log'), tag, args.epochs, state)
     train_s = time.time() - start
-    ckpt, epoch = best_checkpoint(work, args.epochs)
+    curve = {p['epoch']: p['mAP'] for p in val_curve(work)}
+    ckpt, epoch = best_checkpoint(work, 'coco_bbox_mAP', curve)
+    if ckpt is None:  # no detection on val in any epoch: no mAP was logged
+        ckpt = osp.join(work, f'epoch_{args.epochs}.pth')
     test_dir = osp.join(work, 'test')
     shutil.rmtree(test_dir, ignore_errors=True)  # no stale test logs
     run([

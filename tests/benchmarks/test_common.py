@@ -1,4 +1,5 @@
-"""The commit a benchmark records is dirty for code changes only."""
+"""What the benchmarks share: the commit they record, the checkpoint they
+test."""
 import importlib.util
 import os.path as osp
 import subprocess
@@ -31,3 +32,19 @@ def test_rewritten_results_do_not_make_the_commit_dirty(tmp_path, monkeypatch):
     assert common.git_commit() == head
     code.write_text('a = 2\n')
     assert common.git_commit() == head + '+dirty'
+
+
+def test_a_resumed_run_tests_the_best_epoch_of_all_attempts(tmp_path):
+    work = str(tmp_path)
+    assert common.best_checkpoint(work, 'acc', {1: 0.5}) == (None, None)
+    # cut short after epoch 2's val (its best); epoch_2.pth, saved before
+    # that val, did not know it, so the resumed run saved epoch 3 as its best
+    for epoch in (2, 3):
+        (tmp_path / f'best_acc_epoch_{epoch}.pth').write_bytes(b'')
+    val = {1: 0.1, 2: 0.5, 3: 0.4, 4: 0.2}
+    assert common.best_checkpoint(work, 'acc',
+                                  val) == (osp.join(work,
+                                                    'best_acc_epoch_2.pth'), 2)
+    # a tie goes to the earlier epoch, as rule='greater' keeps it
+    val[3] = 0.5
+    assert common.best_checkpoint(work, 'acc', val)[1] == 2

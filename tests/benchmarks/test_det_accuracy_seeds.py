@@ -256,17 +256,12 @@ def test_a_finished_run_is_recorded_and_not_repeated(tmp_path, monkeypatch,
         assert json.load(f)['runs'] == [res]
 
 
-def test_a_resumed_run_tests_the_best_epoch_of_all_attempts(tmp_path):
+def test_the_val_curve_joins_the_attempts_of_a_resumed_run(tmp_path):
     work = str(tmp_path)
-    assert bench.best_checkpoint(work, 4) == (osp.join(work,
-                                                       'epoch_4.pth'), None)
-    # cut short after epoch 2's val (its best); epoch_2.pth, saved before
-    # that val, did not know it, so the resumed run saved epoch 3 as best
     write_scalars(work, '20260101_000000', {1: 0.1, 2: 0.5})
-    write_scalars(work, '20260101_000100', {3: 0.4, 4: 0.2})
-    for epoch in (2, 3):
-        open(osp.join(work, f'best_coco_bbox_mAP_epoch_{epoch}.pth'),
-             'w').close()
-    assert bench.best_checkpoint(work, 4) == (osp.join(
-        work, 'best_coco_bbox_mAP_epoch_2.pth'), 2)
-    assert [p['mAP'] for p in bench.val_curve(work)] == [10, 50, 40, 20]
+    write_scalars(work, '20260101_000100', {2: 0.3, 3: 0.4})
+    assert bench.val_curve(work) == [
+        dict(epoch=1, mAP=10.0),
+        dict(epoch=2, mAP=30.0),
+        dict(epoch=3, mAP=40.0)
+    ]
