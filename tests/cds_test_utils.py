@@ -202,7 +202,8 @@ def kill_running(procs):
 
 
 def load_tool(path):
-    """Import a script under ``tools/`` as a module named after its file."""
+    """Import a script (``tools/``, ``benchmarks/``) as a module named after
+    its file."""
     spec = importlib.util.spec_from_file_location(
         osp.splitext(osp.basename(path))[0], path)
     module = importlib.util.module_from_spec(spec)

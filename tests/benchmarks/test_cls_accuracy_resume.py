@@ -1,29 +1,16 @@
 """The classification benchmark does not repeat a run it has recorded."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
+from cds_test_utils import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'cls_accuracy_seeds', osp.join(REPO, 'benchmarks',
-                                   'cls_accuracy_seeds.py'))
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'cls_accuracy_seeds.py'))
 
 
 @pytest.fixture
-def no_training(monkeypatch):
-    """Any training a test did not expect fails it."""
-    calls = []
-
-    def train(cmd, *args, **kwargs):
-        calls.append(cmd)
-        raise RuntimeError('trained')
-
-    monkeypatch.setattr(bench, 'train_with_progress', train)
-    return calls
+def no_training(refuse_training):
+    return refuse_training(bench)
 
 
 def results_file(tmp_path, args, opts):

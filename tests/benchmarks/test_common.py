@@ -1,14 +1,11 @@
 """What the benchmarks share: the commit they record, the checkpoint they
 test."""
-import importlib.util
 import os.path as osp
 import subprocess
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'common', osp.join(REPO, 'benchmarks', 'common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from cds_test_utils import REPO_ROOT, load_tool
+
+common = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'common.py'))
 
 
 def git(repo, *cmd):

@@ -1,32 +1,19 @@
 """The detection benchmark's data options, and that it does not repeat a run
 it has recorded (no training)."""
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import pytest
+from cds_test_utils import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'det_accuracy_seeds', osp.join(REPO, 'benchmarks',
-                                   'det_accuracy_seeds.py'))
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'det_accuracy_seeds.py'))
 
 
 @pytest.fixture
-def no_training(monkeypatch):
-    """Any training a test did not expect fails it."""
-    calls = []
-
-    def train(cmd, *args, **kwargs):
-        calls.append(cmd)
-        raise RuntimeError('trained')
-
-    monkeypatch.setattr(bench, 'train_with_progress', train)
-    return calls
+def no_training(refuse_training):
+    return refuse_training(bench)
 
 
 def dense_args(tmp_path, *extra):
@@ -58,7 +45,8 @@ def merged_config(config, opts):
     from mmengine.config import Config, DictAction
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    cfg = Config.fromfile(osp.join(REPO, config), import_custom_modules=False)
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, config), import_custom_modules=False)
     cfg.merge_from_dict(
         parser.parse_args(['--cfg-options', *opts]).cfg_options)
     return cfg
@@ -131,8 +119,9 @@ def test_mosaic_options_are_unchanged():
     args = bench.parse_args([])
     assert (args.dataset, args.epochs, args.num_train, args.num_val,
             args.num_test) == ('mosaic', 6, 1500, 250, 1000)
-    assert osp.join(REPO, args.data_dir) == osp.join(REPO,
-                                                     'data/fashion_mosaic')
+    assert osp.join(REPO_ROOT,
+                    args.data_dir) == osp.join(REPO_ROOT,
+                                               'data/fashion_mosaic')
     assert bench.DATASETS['mosaic']['config'] == \
         'configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py'
 

@@ -1,18 +1,13 @@
 """The README's results tables are the committed JSON's (no training)."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 import shutil
 
 import pytest
+from cds_test_utils import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'make_readme_tables', osp.join(REPO, 'benchmarks',
-                                   'make_readme_tables.py'))
-tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tables)
+tables = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'make_readme_tables.py'))
 
 
 def cls_data(runs, missing=()):
