@@ -42,7 +42,6 @@ import os.path as osp
 import pickle
 import re
 import statistics
-import subprocess
 import sys
 import time
 
@@ -52,7 +51,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, git_commit, mean_std,
-                               recorded_runs, run, say)
+                               recorded_runs, run, say, watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -64,7 +63,6 @@ PROTOCOL = (
     'lr 0.1 at 15 %, nesterov, wd 5e-4), batch 128, crop with 4 px padding '
     '+ flip; the best-val checkpoint is tested once; config ' + CONFIG)
 NUM_BINS = 15
-TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
                     r'accuracy/top1:\s*([\d.]+)')
 
@@ -116,37 +114,18 @@ def ece(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def train_with_progress(cmd, log, env, tag, epochs, state):
     """Run the training subprocess; print its epoch, val top-1 and ETA."""
-    start, last = time.time(), None
-    with open(log, 'a') as f:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-        while True:
-            try:
-                code = proc.wait(timeout=30)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            with open(log) as g:
-                text = g.read()
-            trains, vals = TRAIN_RE.findall(text), VAL_RE.findall(text)
-            if not trains:
-                continue
-            ep, it, n = (int(x) for x in trains[-1])
-            line = f'epoch {ep}/{epochs} iter {it}/{n}'
-            if vals:
-                line += f', val top-1 {float(vals[-1][1]):.2f} ' \
-                        f'(epoch {vals[-1][0]})'
-            if line == last:
-                continue
-            last = line
-            done = ((ep - 1) * n + it) / (epochs * n)
-            left = (time.time() - start) * (1 - done) / max(done, 1e-6)
-            state['run_left'][tag] = left
-            say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, '
-                f'all runs {state["eta"]() / 60:.0f} min')
-    state['run_left'].pop(tag, None)
-    if code:
-        raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
+
+    def report(line, val, left):
+        if val:
+            line += f', val top-1 {float(val[1]):.2f} (epoch {val[0]})'
+        state['run_left'][tag] = left
+        say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, '
+            f'all runs {state["eta"]() / 60:.0f} min')
+
+    try:
+        watch_training(cmd, log, epochs, VAL_RE, report, env)
+    finally:
+        state['run_left'].pop(tag, None)
 
 
 def read_curves(work):

@@ -4,13 +4,16 @@ summarise. Not a benchmark itself."""
 import glob
 import json
 import os.path as osp
+import re
 import statistics
 import subprocess
 import threading
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+import time
+from typing import Callable, Dict, Hashable, List, Optional, Pattern, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRINT_LOCK = threading.Lock()
+TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 
 
 def say(msg: str) -> None:
@@ -27,6 +30,51 @@ def run(cmd: List[str], log: str, env: dict = None) -> None:
     if proc.returncode:
         raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}; '
                          f'see {log}')
+
+
+def watch_training(cmd: List[str],
+                   log: str,
+                   epochs: int,
+                   val_re: Pattern,
+                   report: Callable[[str, Optional[tuple], float], None],
+                   env: dict = None,
+                   poll_s: float = 30) -> None:
+    """Run the training ``cmd`` in the repo root, its output appended to
+    ``log``, and report its progress every ``poll_s`` seconds.
+
+    ``report(line, val, left_s)`` gets ``'epoch e/E iter i/n'``, the last
+    ``val_re`` match of this attempt (``(epoch, score)`` strings) or None,
+    and the seconds this attempt still needs at its own pace (a resumed run
+    starts at a later iteration). Called only when something moved.
+    """
+    offset = osp.getsize(log) if osp.isfile(log) else 0
+    began, seen = None, None  # (iteration, time) of this attempt's start
+    with open(log, 'a') as f:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        while True:
+            try:
+                code = proc.wait(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            with open(log) as g:
+                g.seek(offset)
+                text = g.read()
+            trains, vals = TRAIN_RE.findall(text), val_re.findall(text)
+            if not trains:
+                continue
+            ep, it, n = (int(x) for x in trains[-1])
+            pos, val = (ep - 1) * n + it, vals[-1] if vals else None
+            began = began or (pos, time.time())
+            if (pos, val) == seen or pos == began[0]:
+                continue
+            seen = pos, val
+            left = (time.time() - began[1]) * (epochs * n - pos) / (
+                pos - began[0])
+            report(f'epoch {ep}/{epochs} iter {it}/{n}', val, left)
+    if code:
+        raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
 
 
 def git_commit() -> str:

@@ -49,7 +49,6 @@ import os.path as osp
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -57,7 +56,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, git_commit, mean_std,
-                               recorded_runs, run, say)
+                               recorded_runs, run, say, watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -109,8 +108,6 @@ VARIANTS = {
 SPLIT_ANNS = ('annotations/instances_train-split.json',
               'annotations/instances_val-split.json')
 TEST_ANN = 'annotations/instances_val.json'
-POLL_S = 30  # progress: how often the training log is read
-TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
                     r'coco/bbox_mAP:\s*(-?[\d.]+)')
 
@@ -247,44 +244,18 @@ def val_curve(work):
 
 
 def train_with_progress(cmd, log, tag, epochs, state):
-    """Run the training subprocess, its output appended to ``log``; print its
-    epoch, last val mAP and the ETAs every ``POLL_S`` seconds."""
-    start, offset, first, last = time.time(), 0, None, None
-    if osp.isfile(log):  # a resumed run: read only this attempt's lines
-        offset = osp.getsize(log)
-    with open(log, 'a') as f:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-        while True:
-            try:
-                code = proc.wait(timeout=POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            with open(log) as g:
-                g.seek(offset)
-                text = g.read()
-            trains, vals = TRAIN_RE.findall(text), VAL_RE.findall(text)
-            if not trains:
-                continue
-            ep, it, n = (int(x) for x in trains[-1])
-            pos = (ep - 1) * n + it
-            first = first or (pos, time.time())  # where this attempt began
-            line = f'epoch {ep}/{epochs} iter {it}/{n}'
-            if vals:
-                line += f', val mAP {100 * float(vals[-1][1]):.1f} (epoch ' \
-                        f'{vals[-1][0]})'
-            if line == last or pos == first[0]:
-                continue
-            last, spent = line, time.time() - start
-            left = (time.time() - first[1]) * (epochs * n - pos) / (
-                pos - first[0])
-            per_run = statistics.mean(state['durations']) \
-                if state['durations'] else spent + left
-            say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, all '
-                f'{(left + state["queued"] * per_run) / 60:.0f} min')
-    if code:
-        raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
+    """Run the training subprocess; print its epoch, last val mAP and the
+    ETAs."""
+
+    def report(line, val, left):
+        if val:
+            line += f', val mAP {100 * float(val[1]):.1f} (epoch {val[0]})'
+        per_run = statistics.mean(state['durations']) \
+            if state['durations'] else left
+        say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, all '
+            f'{(left + state["queued"] * per_run) / 60:.0f} min')
+
+    watch_training(cmd, log, epochs, VAL_RE, report)
 
 
 def run_key(res):

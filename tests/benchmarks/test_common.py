@@ -1,8 +1,11 @@
 """What the benchmarks share: the commit they record, the checkpoint they
 test."""
 import os.path as osp
+import re
 import subprocess
+import sys
 
+import pytest
 from cds_test_utils import REPO_ROOT, load_tool
 
 common = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'common.py'))
@@ -45,3 +48,32 @@ def test_a_resumed_run_tests_the_best_epoch_of_all_attempts(tmp_path):
     # a tie goes to the earlier epoch, as rule='greater' keeps it
     val[3] = 0.5
     assert common.best_checkpoint(work, 'acc', val)[1] == 2
+
+
+def test_progress_reads_only_this_attempt_at_its_own_pace(tmp_path):
+    log = tmp_path / 'train.log'
+    # the attempt cut short: its val must not be reported as this one's
+    log.write_text('Epoch(train) [1][20/20] \n'
+                   'Epoch(val) [1][5/5]    accuracy/top1: 10.0\n')
+    lines = [
+        'Epoch(train) [2][10/20]', 'Epoch(train) [2][20/20]',
+        'Epoch(val) [2][5/5]    accuracy/top1: 50.0'
+    ]
+    script = 'import time\n' + ''.join(
+        f'print({line!r}, flush=True); time.sleep(0.6)\n' for line in lines)
+    reports = []
+    common.watch_training(
+        [sys.executable, '-c', script],
+        str(log),
+        4,
+        re.compile(r'Epoch\(val\) \[(\d+)\].*top1: ([\d.]+)'),
+        lambda *a: reports.append(a),
+        poll_s=0.1)
+    assert [r[:2]
+            for r in reports] == [('epoch 2/4 iter 20/20', None),
+                                  ('epoch 2/4 iter 20/20', ('2', '50.0'))]
+    # 10 iterations since the attempt's first line took ~0.6 s; 40 are left
+    assert 1.5 < reports[0][2] < 4
+    with pytest.raises(SystemExit, match='failed'):
+        common.watch_training([sys.executable, '-c', 'raise SystemExit(3)'],
+                              str(log), 4, re.compile('x'), print)
