@@ -4,25 +4,18 @@ Example:
     python tools/dataset_converters/make_dense_coco.py data/dense --num-train
     200 --num-val 50
 """
-import argparse
-import json
+from generated_coco_cli import generator_parser, summary
 
 from cds_mm.datasets import make_dense_coco
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        'out_dir', nargs='?', default='data/dense', help='output folder')
-    parser.add_argument(
-        '--num-train', type=int, default=200, help='training images')
-    parser.add_argument(
-        '--num-val', type=int, default=50, help='validation images')
-    parser.add_argument(
-        '--img-size', type=int, default=320, help='side of the square images')
-    parser.add_argument('--seed', type=int, default=0, help='generator seed')
-    parser.add_argument(
-        '--ext', choices=['png', 'jpg'], default='png', help='image format')
+    parser = generator_parser(
+        __doc__.splitlines()[0],
+        out_dir='data/dense',
+        num_train=200,
+        num_val=50,
+        img_size=320)
     parser.add_argument(
         '--min-objects',
         type=int,
@@ -47,19 +40,6 @@ def parse_args():
         help='smallest visible fraction of an occluded object (1: no '
         'overlap)')
     return parser.parse_args()
-
-
-def summary(paths: dict) -> str:
-    """One line: images, boxes and boxes per image per split, and the folder.
-    """
-    parts = []
-    for split in ('train', 'val'):
-        with open(paths[f'{split}_ann']) as f:
-            coco = json.load(f)
-        n_img, n_box = len(coco['images']), len(coco['annotations'])
-        parts.append(f'{split}: {n_img} images, {n_box} boxes '
-                     f'({n_box / max(n_img, 1):.1f} per image)')
-    return f"{'; '.join(parts)}; 1 class -> {paths['root']}"
 
 
 def main():

@@ -4,25 +4,18 @@ Example:
     python tools/dataset_converters/make_shapes_coco.py data/shapes --num-train
     1000 --num-val 200
 """
-import argparse
-import json
+from generated_coco_cli import generator_parser, summary
 
 from cds_mm.datasets import make_shapes_coco
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        'out_dir', nargs='?', default='data/shapes', help='output folder')
-    parser.add_argument(
-        '--num-train', type=int, default=1000, help='training images')
-    parser.add_argument(
-        '--num-val', type=int, default=200, help='validation images')
-    parser.add_argument(
-        '--img-size', type=int, default=128, help='side of the square images')
-    parser.add_argument('--seed', type=int, default=0, help='generator seed')
-    parser.add_argument(
-        '--ext', choices=['png', 'jpg'], default='png', help='image format')
+    parser = generator_parser(
+        __doc__.splitlines()[0],
+        out_dir='data/shapes',
+        num_train=1000,
+        num_val=200,
+        img_size=128)
     parser.add_argument(
         '--empty-frac',
         type=float,
@@ -38,18 +31,6 @@ def parse_args():
         metavar=('LOW', 'HIGH'),
         help='box sides of the shapes, as fractions of the image side')
     return parser.parse_args()
-
-
-def summary(paths: dict) -> str:
-    """One line: images, boxes and classes per split, and the folder."""
-    parts = []
-    for split in ('train', 'val'):
-        with open(paths[f'{split}_ann']) as f:
-            coco = json.load(f)
-        parts.append(f"{split}: {len(coco['images'])} images, "
-                     f"{len(coco['annotations'])} boxes")
-    return (f"{'; '.join(parts)}; {len(coco['categories'])} classes -> "
-            f"{paths['root']}")
 
 
 def main():
