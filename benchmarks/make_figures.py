@@ -13,7 +13,8 @@ baseline and CDS runs (the benchmark's work dir must still hold them) and
 draws ``tsne_stages.png``: a t-SNE of each tapped stage's globally pooled
 features on the first ``--tsne-images`` test images, baseline above CDS,
 each panel titled with the silhouette score of the true classes in the
-original feature space (higher = classes better separated). Needs
+original feature space (higher = classes better separated), and writes
+those scores to ``benchmarks/results/cls_stage_silhouette.json``. Needs
 scikit-learn.
 
     python benchmarks/make_figures.py --tsne
@@ -31,6 +32,8 @@ sys.path.insert(0, REPO)
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from cds_mm.utils import atomic_write
 
 COLORS = dict(off='tab:gray', dsn='tab:blue', cds='tab:red')
 NAMES = dict(off='baseline', dsn='DSN', cds='CDS')
@@ -207,7 +210,12 @@ def stage_features(config, checkpoint, mode, images):
 
 
 def tsne(data, out, seed, n_images, data_root):
-    """t-SNE of each stage, baseline (top row) vs CDS (bottom row)."""
+    """t-SNE of each stage, baseline (top row) vs CDS (bottom row).
+
+    Returns:
+        dict: The silhouette score per method and stage, e.g.
+        ``{'off': {'layer1': 0.05, ...}, 'cds': {...}}``.
+    """
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
 
@@ -221,6 +229,7 @@ def tsne(data, out, seed, n_images, data_root):
         if any(r['mode'] == m and r['seed'] == seed for r in data['runs'])
     ]
     fig = new_figure(2.4 * len(STAGES), 2.5 * len(modes))
+    silhouettes = {}
     for row, mode in enumerate(modes):
         run = next(r for r in data['runs']
                    if r['mode'] == mode and r['seed'] == seed)
@@ -228,6 +237,7 @@ def tsne(data, out, seed, n_images, data_root):
         for col, stage in enumerate(STAGES):
             f = feats[stage]
             sil = silhouette_score(f, labels)
+            silhouettes.setdefault(mode, {})[stage] = round(float(sil), 4)
             emb = TSNE(
                 2, init='pca', perplexity=30, random_state=0).fit_transform(f)
             ax = fig.add_subplot(
@@ -250,6 +260,7 @@ def tsne(data, out, seed, n_images, data_root):
         fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
+    return silhouettes
 
 
 def main(argv=None):
@@ -262,6 +273,12 @@ def main(argv=None):
     parser.add_argument('--tsne', action='store_true')
     parser.add_argument('--tsne-images', type=int, default=2000)
     parser.add_argument(
+        '--silhouettes',
+        default=osp.join(REPO, 'benchmarks', 'results',
+                         'cls_stage_silhouette.json'),
+        help='with --tsne: the silhouette scores of the true classes per '
+        'method and stage')
+    parser.add_argument(
         '--data-root', default='/usr/share/datasets/fashion-mnist')
     args = parser.parse_args(argv)
     with open(args.results) as f:
@@ -272,8 +289,19 @@ def main(argv=None):
     reliability(data, osp.join(args.out_dir, 'reliability_diagrams.png'),
                 args.seed)
     if args.tsne:
-        tsne(data, osp.join(args.out_dir, 'tsne_stages.png'), args.seed,
-             args.tsne_images, args.data_root)
+        sil = tsne(data, osp.join(args.out_dir, 'tsne_stages.png'), args.seed,
+                   args.tsne_images, args.data_root)
+        with atomic_write(args.silhouettes) as f:
+            json.dump(
+                dict(
+                    benchmark='benchmarks/make_figures.py --tsne',
+                    results=osp.relpath(args.results, REPO),
+                    seed=args.seed,
+                    test_images=args.tsne_images,
+                    features='globally pooled output of each stage',
+                    silhouette=sil),
+                f,
+                indent=1)
     print(f'figures in {args.out_dir}')
 
 
