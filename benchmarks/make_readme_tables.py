@@ -1,6 +1,7 @@
 """Write the README's results tables from the JSON in benchmarks/results/.
 
-Each table sits in README.md between two marker lines::
+Each table sits in a README (the top-level one and the per-method
+READMEs under ``configs/``) between two marker lines::
 
     <!-- generated: cls_accuracy -->
     ...
@@ -10,7 +11,7 @@ and is rendered from ``benchmarks/results/<name>.json``, so a number in a
 table is always the committed JSON's. ``--check`` only compares (exit 1 on a
 difference); ``tests/benchmarks/test_readme_tables.py`` runs the check.
 
-    python benchmarks/make_readme_tables.py           # rewrite README.md
+    python benchmarks/make_readme_tables.py           # rewrite the READMEs
     python benchmarks/make_readme_tables.py --check
 """
 import argparse
@@ -24,6 +25,11 @@ from typing import Callable, Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RESULTS = osp.join(REPO, 'benchmarks', 'results')
 README = osp.join(REPO, 'README.md')
+# the per-method READMEs that show a generated table too
+METHOD_READMES = [
+    osp.join(REPO, 'configs', name, 'README.md')
+    for name in ('cds_classification', 'demo')
+]
 BLOCK_RE = re.compile(
     r'(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)'
     r'(<!-- end generated: (?P=name) -->)', re.S)
@@ -300,27 +306,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         '--check',
         action='store_true',
-        help='compare only; exit 1 if README.md differs')
-    parser.add_argument('--readme', default=README)
+        help='compare only; exit 1 if a README differs')
+    parser.add_argument(
+        '--readme',
+        nargs='+',
+        default=[README, *METHOD_READMES],
+        help='the READMEs to render')
     parser.add_argument('--results-dir', default=RESULTS)
     args = parser.parse_args(argv)
-    with open(args.readme) as f:
-        text = f.read()
-    new = render_readme(text, args.results_dir)
-    names = [m.group('name') for m in BLOCK_RE.finditer(text)]
-    if args.check:
-        if new != text:
-            print(
-                f'{args.readme} differs from {args.results_dir}: run '
-                'python benchmarks/make_readme_tables.py',
-                file=sys.stderr)
-            return 1
-        print(f'{args.readme} matches the JSON ({", ".join(names)})')
-        return 0
-    if new != text:
-        with open(args.readme, 'w') as f:
-            f.write(new)
-    print(f'rendered {", ".join(names)} into {args.readme}')
+    stale = []
+    for readme in args.readme:
+        with open(readme) as f:
+            text = f.read()
+        new = render_readme(text, args.results_dir)
+        names = ', '.join(m.group('name') for m in BLOCK_RE.finditer(text))
+        if new == text:
+            print(f'{readme} matches the JSON ({names})')
+        elif args.check:
+            stale.append(readme)
+        else:
+            with open(readme, 'w') as f:
+                f.write(new)
+            print(f'rendered {names} into {readme}')
+    if stale:
+        print(
+            f'{", ".join(stale)} differ from {args.results_dir}: run '
+            'python benchmarks/make_readme_tables.py',
+            file=sys.stderr)
+        return 1
     return 0
 
 

@@ -34,6 +34,9 @@ def test_readme_matches_committed_json(capsys):
     with open(tables.README) as f:
         names = [m.group('name') for m in tables.BLOCK_RE.finditer(f.read())]
     assert sorted(names) == sorted(tables.RENDERERS), names
+    for readme in tables.METHOD_READMES:  # each shows a generated table
+        with open(readme) as f:
+            assert tables.BLOCK_RE.search(f.read()), readme
     assert tables.main(['--check']) == 0, capsys.readouterr().err
 
 
