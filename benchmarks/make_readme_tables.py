@@ -271,6 +271,7 @@ def _cost_ratio(rows: dict, name: str, ref: str, key: str) -> str:
 
 RENDERERS: Dict[str, Callable[[dict], str]] = {
     'cls_accuracy': render_cls_accuracy,
+    'cls_ablations': render_cls_ablations,
     'semi_accuracy': render_semi_accuracy,
     'kd_accuracy': render_kd_accuracy,
     'det_accuracy': render_det_accuracy,
