@@ -13,11 +13,11 @@ def no_training(refuse_training):
     return refuse_training(bench)
 
 
-def results_file(tmp_path, args, opts):
+def results_file(tmp_path, args, opts, mode='off'):
     """A results JSON as a finished earlier run (on another machine) left
     it; its work dir is gone."""
     path = tmp_path / 'cls_accuracy.json'
-    run = dict(mode='off', seed=0, top1=89.5, cfg_options=opts)
+    run = dict(mode=mode, seed=0, top1=89.5, cfg_options=opts)
     path.write_text(json.dumps(dict(args=vars(args), runs=[run])))
     return str(path)
 
@@ -52,10 +52,11 @@ def test_a_recorded_run_with_other_options_is_trained_again(
 def test_an_ablation_is_keyed_by_its_variant(tmp_path, no_training):
     work = tmp_path / 'work'
     args = bench.parse_args(['--work-dir', str(work)])
-    opts = bench.run_opts(args, 'cds', 0)
-    args.results = results_file(tmp_path, args, opts)
-    # the main protocol's run (no variant) does not stand in for it
     args.variant = 'half'
+    opts = bench.run_opts(args, 'cds', 0)
+    args.results = results_file(tmp_path, args, opts, mode='cds')
+    # the main protocol's run (no variant), even with the same options,
+    # does not stand in for it
     with pytest.raises(RuntimeError, match='trained'):
         bench.one_run(args, 'cds', 0, 'run 1/1', state_for(args))
     assert (work / 'half_cds_seed0').is_dir()
