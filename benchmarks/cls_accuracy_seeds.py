@@ -50,8 +50,9 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import (best_checkpoint, git_commit, mean_std,
-                               recorded_runs, run, say, watch_training)
+from benchmarks.common import (best_checkpoint, earlier_result, git_commit,
+                               mean_std, recorded_runs, run, say,
+                               watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -196,18 +197,11 @@ def one_run(args, mode, seed, tag, state):
     os.makedirs(work, exist_ok=True)
     opts = run_opts(args, mode, seed)
     done_file = osp.join(work, 'result.json')
-    recorded = state['recorded'].get((args.variant, mode, seed))
-    if recorded is not None and recorded.get('cfg_options') == opts:
-        say(f'[{tag}] in {args.results} already, not repeated')
-        return recorded
-    if osp.isfile(done_file):
-        with open(done_file) as f:
-            res = json.load(f)
-        if res.get('cfg_options') == opts:
-            say(f'[{tag}] finished before, not repeated ({done_file})')
-            return res
-        raise SystemExit(f'{done_file} was made with other options; use '
-                         'another --work-dir or delete it')
+    res = earlier_result(state['recorded'].get((args.variant, mode, seed)),
+                         done_file, opts)
+    if res is not None:
+        say(f'[{tag}] finished before with the same options, not repeated')
+        return res
     env, py, start = child_env(args), sys.executable, time.time()
     resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
         else []

@@ -104,6 +104,27 @@ def recorded_runs(path: str, key: Callable[[dict],
         return {key(r): r for r in json.load(f)['runs']}
 
 
+def earlier_result(recorded: Optional[dict], done_file: str,
+                   opts: List[str]) -> Optional[dict]:
+    """A run's earlier result made with the same options ``opts``: the one a
+    results file holds (``recorded``), else its work dir's ``done_file``;
+    None when there is none.
+
+    Raises:
+        SystemExit: ``done_file`` was made with other options.
+    """
+    if recorded is not None and recorded.get('cfg_options') == opts:
+        return recorded
+    if not osp.isfile(done_file):
+        return None
+    with open(done_file) as f:
+        res = json.load(f)
+    if res.get('cfg_options') != opts:
+        raise SystemExit(f'{done_file} was made with other options; use '
+                         'another --work-dir or delete it')
+    return res
+
+
 def mean_std(values: List[float]) -> str:
     """``'mean ± sample std'`` with 2 decimals (std 0 for one value)."""
     std = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -55,8 +55,9 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import (best_checkpoint, git_commit, mean_std,
-                               recorded_runs, run, say, watch_training)
+from benchmarks.common import (best_checkpoint, earlier_result, git_commit,
+                               mean_std, recorded_runs, run, say,
+                               watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -262,28 +263,19 @@ def run_key(res):
     return res['variant'], res['seed']
 
 
-def earlier_result(args, variant, seed, recorded):
+def run_result(args, variant, seed, recorded):
     """This run's earlier result with the same options, or None."""
-    opts = run_opts(args, variant, seed)
-    res = recorded.get((variant, seed))
-    if res is not None and res.get('cfg_options') == opts:
-        return res
-    done_file = osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json')
-    if osp.isfile(done_file):
-        with open(done_file) as f:
-            res = json.load(f)
-        if res.get('cfg_options') == opts:
-            return res
-        raise SystemExit(f'{done_file} was made with other options; use '
-                         'another --work-dir or delete it')
-    return None
+    return earlier_result(
+        recorded.get((variant, seed)),
+        osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json'),
+        run_opts(args, variant, seed))
 
 
 def one_run(args, variant, seed, tag, state):
     """Train, test the best-val checkpoint once; the run's result dict."""
     work = osp.join(args.work_dir, f'{variant}_seed{seed}')
     opts = run_opts(args, variant, seed)
-    res = earlier_result(args, variant, seed, state['recorded'])
+    res = run_result(args, variant, seed, state['recorded'])
     if res is not None:
         say(f'[{tag}] finished before with the same options, not repeated')
         return res
@@ -422,7 +414,7 @@ def main(argv=None):
     # here, before any training)
     todo = [
         job for job in jobs
-        if earlier_result(args, *job, state['recorded']) is None
+        if run_result(args, *job, state['recorded']) is None
     ]
     if not osp.isfile(args.results):  # a file that lists the missing runs
         write_results(args, commit, [], jobs)
