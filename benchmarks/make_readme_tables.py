@@ -64,6 +64,29 @@ def by_key(runs: List[dict], key: str) -> Dict[str, List[dict]]:
     return {k: sorted(v, key=lambda r: r['seed']) for k, v in groups.items()}
 
 
+def paired_differences(groups: Dict[str, List[dict]], pairs, key: str,
+                       names: Dict[str, str], metric: str) -> List[str]:
+    """Lines of a table of same-seed differences ``a - b`` of ``key``, one
+    row per pair whose methods both ran; no lines when none did."""
+    rows = []
+    for a, b in pairs:
+        other = {r['seed']: r for r in groups.get(b, [])}
+        diffs = [
+            dict(seed=r['seed'], d=r[key] - other[r['seed']][key])
+            for r in groups.get(a, []) if r['seed'] in other
+        ]
+        if diffs:
+            rows.append(f'| {names[a]} − {names[b]} | {seeds_of(diffs)} | '
+                        f'{per_seed(diffs, "d", sign=True)} | '
+                        f'{mean_std([x["d"] for x in diffs])} |')
+    if not rows:
+        return []
+    return [
+        '', f'Paired differences of {metric} (same seed, points):', '',
+        '| difference | seeds | per seed | mean ± std |', '|---|---|---|---|'
+    ] + rows
+
+
 def render_cls_accuracy(data: dict) -> str:
     """The converged classification table, paired differences, missing."""
     args, groups = data['args'], by_key(data['runs'], 'mode')
@@ -94,27 +117,10 @@ def render_cls_accuracy(data: dict) -> str:
                      f'{per_seed(runs, "top1")} | '
                      f'{mean_std([r["best_val_top1"] for r in runs])} | '
                      f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
-    pairs = [(a, b)
-             for a, b in (('cds', 'off'), ('cds', 'dsn'), ('dsn', 'off'))
-             if a in groups and b in groups]
-    rows = []
-    for a, b in pairs:
-        other = {r['seed']: r for r in groups[b]}
-        diffs = [
-            dict(seed=r['seed'], d=r['top1'] - other[r['seed']]['top1'])
-            for r in groups[a] if r['seed'] in other
-        ]
-        if diffs:
-            rows.append(
-                f'| {MODE_NAMES[a].split()[0]} − {MODE_NAMES[b].split()[0]}'
-                f' | {seeds_of(diffs)} | {per_seed(diffs, "d", sign=True)} |'
-                f' {mean_std([x["d"] for x in diffs])} |')
-    if rows:
-        lines += [
-            '', 'Paired differences of test top-1 (same seed, '
-            'points):', '', '| difference | seeds | per seed | mean ± std |',
-            '|---|---|---|---|'
-        ] + rows
+    lines += paired_differences(
+        groups, (('cds', 'off'), ('cds', 'dsn'), ('dsn', 'off')), 'top1',
+        {m: n.split()[0]
+         for m, n in MODE_NAMES.items()}, 'test top-1')
     missing = data.get('missing') or []
     if missing:
         lines += [
@@ -216,6 +222,54 @@ def render_det_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
+DET_NAMES = {
+    'off': 'baseline (`model.mode=off`)',
+    'img': 'CDS image-level (`model.instance_head=None`)',
+    'img+ins': 'CDS image + instance (shipped)'
+}
+
+
+def render_det_dense_accuracy(data: dict) -> str:
+    """The 3-seed detection table on the dense set: test bbox mAP and
+    mAP@50 of the best-val checkpoint, paired differences, missing runs."""
+    args, commit = data['args'], data['git_commit']
+    dirty = ' plus uncommitted changes' if commit.endswith('+dirty') else ''
+    groups = by_key(data['runs'], 'variant')
+    lines = [
+        f"Measured on {data['date']} at commit `{commit[:12]}`{dirty} "
+        f"(`{data['benchmark']}`): {data['protocol']}. Mean ± sample std "
+        'over the seeds listed.', ''
+    ]
+    lines += [
+        '| method | seeds | test bbox mAP (%) | test mAP@50 (%) | '
+        'mAP per seed | best val mAP (%) | best val epoch '
+        f"(of {args['epochs']}) |", '|---|---|---|---|---|---|---|'
+    ] if groups else ['No run has finished yet.']
+    for variant, runs in groups.items():
+        # no val entry: no detection in any epoch (CocoMetric logs nothing)
+        best_val = [
+            max((p['mAP'] for p in r['val_mAP']), default=0.0) for r in runs
+        ]
+        lines.append(
+            f'| {DET_NAMES.get(variant, variant)} | {seeds_of(runs)} | '
+            f'{mean_std([r["mAP"] for r in runs])} | '
+            f'{mean_std([r["mAP50"] for r in runs])} | '
+            f'{per_seed(runs, "mAP")} | {mean_std(best_val)} | '
+            f'{", ".join(str(r["best_epoch"] or "last") for r in runs)} |')
+    names = {v: n.split(' (')[0] for v, n in DET_NAMES.items()}
+    lines += paired_differences(groups, (('img', 'off'), ('img+ins', 'off'),
+                                         ('img+ins', 'img')), 'mAP', names,
+                                'test bbox mAP')
+    missing = data.get('missing') or []
+    if missing:
+        lines += [
+            '', 'Not run yet (the benchmark resumes them): ' +
+            ', '.join(f"{names.get(m['variant'], m['variant'])} seed "
+                      f"{m['seed']}" for m in missing) + '.'
+        ]
+    return '\n'.join(lines)
+
+
 def render_train_step_cost(data: dict) -> str:
     """Train-step time and peak memory per variant, as ratios to the
     baseline and to the two-view floor; inference times of the export."""
@@ -275,6 +329,7 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'semi_accuracy': render_semi_accuracy,
     'kd_accuracy': render_kd_accuracy,
     'det_accuracy': render_det_accuracy,
+    'det_dense_accuracy': render_det_dense_accuracy,
     'train_step_cost': render_train_step_cost,
 }
 

@@ -108,3 +108,41 @@ def test_ablation_rows_keep_variant_and_mode_apart():
         '91.00 ± 0.71 | 90.50 ± 0.71 | 12, 12 |',
         '| half | none | baseline (`off`) | 0 | 88.50 | 88.00 | 12 |'
     ]
+
+
+def det_run(variant, seed, mAP, val=(10.0, 20.0)):
+    return dict(
+        variant=variant,
+        seed=seed,
+        mAP=mAP,
+        mAP50=2 * mAP,
+        best_epoch=len(val),
+        val_mAP=[dict(epoch=e + 1, mAP=m) for e, m in enumerate(val)])
+
+
+def test_dense_det_table_pairs_variants_by_seed():
+    data = dict(
+        date='2026-12-02',
+        git_commit='0123456789abcdef+dirty',
+        benchmark='benchmarks/det_accuracy_seeds.py',
+        protocol='P',
+        args=dict(epochs=12),
+        runs=[
+            det_run('off', 0, 20.0),
+            det_run('img+ins', 0, 23.0, val=(30.0, 25.0)),
+            det_run('off', 1, 22.0),
+            det_run('img+ins', 1, 24.0),
+            det_run('img', 2, 30.0)
+        ],
+        missing=[dict(variant='img', seed=0)])
+    text = tables.render_det_dense_accuracy(data)
+    assert 'plus uncommitted changes' in text
+    # best val mAP is the curve's maximum: 30 (seed 0) and 20 (seed 1)
+    assert ('| CDS image + instance (shipped) | 0, 1 | 23.50 ± 0.71 | '
+            '47.00 ± 1.41 | 23.00, 24.00 | 25.00 ± 7.07 | 2, 2 |') in text
+    assert ('| CDS image + instance − baseline | 0, 1 | +3.00, +2.00 | '
+            '2.50 ± 0.71 |') in text
+    # image-level ran on seed 2 only, where no baseline ran: no pair
+    assert 'CDS image-level − baseline' not in text
+    assert 'Not run yet (the benchmark resumes them): CDS image-level ' \
+        'seed 0.' in text
