@@ -20,9 +20,11 @@ The groups:
 - classification: the Fashion-MNIST demo config (ResNet-18, CIFAR stem, 1/4
   width, the paper's SepConv heads on 4 stages), batch 128 at 28x28, a full
   ``train_step`` (data preprocessor, ``loss()``, backward, SGD update); also
-  ``cds_mlp`` (MLP heads), DSN, the authors' joint 2N batch and the cheaper
-  variants ``view2_scale=0.5``, ``cds_interval=2`` (timed over 2 steps, so
-  one with and one without the contrastive term) and 2 taps (layer3, 4);
+  ``cds_mlp`` (MLP heads), ``cds_cp`` (SepConv heads with ``with_cp``: their
+  activations recomputed in backward), DSN, the authors' joint 2N batch and
+  the cheaper variants ``view2_scale=0.5``, ``cds_interval=2`` (timed over 2
+  steps, so one with and one without the contrastive term) and 2 taps
+  (layer3, 4);
 - detection: Faster R-CNN R50-FPN of ``configs/cds_detection/``
   (``init_cfg=None``), batch 2 at ``--det-size``, 3 random boxes per image;
   also image + instance-level CDS and the naive alternative that runs
@@ -66,6 +68,7 @@ sys.path.insert(0, REPO)
 import cds_mm  # noqa: F401  (registries)
 import cds_mm.compat  # noqa: F401  (opt-in stack fixes)
 from benchmarks.common import git_commit
+from cds_mm.utils import atomic_write
 
 MEMORY_STEPS = 3  # the optimizer state appears in the first step
 RESULTS = osp.join('benchmarks', 'results', 'train_step_cost.json')
@@ -74,6 +77,7 @@ CLS_SIZE = 28  # the demo config's training crop
 DET_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds_1x_coco.py'
 DET_INS_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds-ins_1x_coco.py'
 MLP_HEAD = dict(projector=dict(type='MLPProjector'))
+CP_HEAD = dict(projector=dict(type='SepConvProjector', with_cp=True))
 # name -> (label, config, model changes, step); step: 'train' (the model's
 # train_step), 'floor', 'naive', or an int k: k train steps per timed call
 CLS_TRAIN = {
@@ -84,6 +88,8 @@ CLS_TRAIN = {
     'cds': ('CDS, SepConv heads (the paper)', CLS_CONFIG, {}, 'train'),
     'cds_mlp':
     ('CDS, MLP heads', CLS_CONFIG, dict(cds_head=MLP_HEAD), 'train'),
+    'cds_cp': ('CDS, SepConv heads, `projector.with_cp=True`', CLS_CONFIG,
+               dict(cds_head=CP_HEAD), 'train'),
     'dsn': ('DSN (`mode=dsn`)', CLS_CONFIG, dict(mode='dsn'), 'train'),
     'cds_joint': ('CDS, `joint_batch=True` (the authors\' 2N batch)',
                   CLS_CONFIG, dict(joint_batch=True), 'train'),
@@ -545,7 +551,7 @@ def main():
     results['meta'] = describe(args, time.time() - start)
     print_table(results)
     if args.out:
-        with open(osp.join(REPO, args.out), 'w') as f:
+        with atomic_write(osp.join(REPO, args.out)) as f:
             json.dump(results, f, indent=1)
             f.write('\n')
         print(f'wrote {args.out}')

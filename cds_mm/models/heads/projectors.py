@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -79,6 +80,14 @@ def _sep_conv(in_channels: int, out_channels: int,
         build_norm_layer(norm_cfg, out_channels)[1], nn.ReLU(inplace=True))
 
 
+def _block_views(
+        block: nn.Sequential,
+        x: Union[Tensor, List[Tensor]]) -> Union[Tensor, List[Tensor]]:
+    """One SepConv block on joined views, or on views still apart."""
+    return block(x) if isinstance(x, Tensor) else forward_views(
+        block, x, channels_last=True)
+
+
 @MODELS.register_module()
 class SepConvProjector(BaseModule):
     """The authors' projection head: a stack of SepConv blocks, then global
@@ -100,6 +109,13 @@ class SepConvProjector(BaseModule):
         norm_cfg (dict): Norm layer config for ``mmcv.cnn.build_norm_layer``;
             'SyncBN' falls back to 'BN' outside torch.distributed. Defaults to
             dict(type='BN').
+        with_cp (bool): Checkpoint each block (as ``with_cp`` of mmdet's
+            ResNet): its activations are recomputed in backward instead of
+            kept, which trades the heads' share of the training memory for
+            a second forward pass of the blocks. Losses and gradients are
+            unchanged; the norms' running statistics, which nothing reads
+            (the heads are training-only), update twice per step. Defaults to
+            False.
         init_cfg (dict or list[dict], optional): Initialisation config.
             Defaults to None.
 
@@ -115,6 +131,7 @@ class SepConvProjector(BaseModule):
                  out_channels: int,
                  num_blocks: Optional[int] = None,
                  norm_cfg: dict = dict(type='BN'),
+                 with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
         if in_channels < 1 or out_channels < 1:
@@ -137,6 +154,7 @@ class SepConvProjector(BaseModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_blocks = num_blocks
+        self.with_cp = with_cp
         ratio = out_channels / in_channels
         self.channels = tuple([
             round(in_channels * ratio**(i / num_blocks))
@@ -172,8 +190,10 @@ class SepConvProjector(BaseModule):
             self._check_input(x)
         x = list(views)
         for block in self.blocks:
-            x = block(x) if isinstance(x, Tensor) else forward_views(
-                block, x, channels_last=True)
+            if self.with_cp and torch.is_grad_enabled():
+                x = cp.checkpoint(_block_views, block, x, use_reentrant=False)
+            else:
+                x = _block_views(block, x)
         if isinstance(x, Tensor):
             return x.mean(dim=(2, 3))
         return torch.cat([v.mean(dim=(2, 3)) for v in x])

@@ -296,3 +296,44 @@ def test_forward_views_of_different_sizes_share_norm_statistics():
     assert seen == [(1, 8, 3 * 8 * 8 + 3 * 4 * 4, 1)]
     apart = torch.cat([head(big), head(small)])
     assert not torch.allclose(out, apart, atol=1e-3)
+
+
+def _saved_bytes(fn):
+    """Bytes of the storages autograd keeps for backward while ``fn`` runs."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+@pytest.mark.parametrize('sizes', [(16, 16), (16, 8)])
+def test_with_cp_keeps_losses_and_gradients_and_saves_less(sizes):
+    """Checkpointed blocks: the same outputs and gradients (views of one
+    size and of two sizes), with less kept for backward."""
+    torch.manual_seed(0)
+    head = SepConvProjector(8, 64).train()
+    cp_head = copy.deepcopy(head)
+    cp_head.with_cp = True
+    g = torch.Generator().manual_seed(1)
+    views = [
+        torch.randn(4, 8, s, s, generator=g, requires_grad=True) for s in sizes
+    ]
+    out, kept = _saved_bytes(lambda: head.forward_views(views))
+    cp_out, cp_kept = _saved_bytes(lambda: cp_head.forward_views(views))
+    torch.testing.assert_close(cp_out, out, atol=1e-6, rtol=1e-6)
+    weight = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * weight).sum(),
+                                views + list(head.parameters()))
+    cp_grads = torch.autograd.grad((cp_out * weight).sum(),
+                                   views + list(cp_head.parameters()))
+    for a, b in zip(cp_grads, grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert cp_kept < kept / 2, (cp_kept, kept)
+    # no graph, no checkpoint: evaluation is the plain forward
+    with torch.no_grad():
+        torch.testing.assert_close(cp_head(views[0]), head(views[0]))
