@@ -131,16 +131,27 @@ def render_cls_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
-def render_cls_ablations(data: dict) -> str:
-    """One row per ablation (``--variant``) of the classification protocol.
+def render_cls_ablations(data: dict, shipped: Optional[dict] = None) -> str:
+    """One row per ablation (``--variant``) of the classification protocol;
+    first the shipped config's runs of the same modes and seeds from
+    ``shipped`` (the ``cls_accuracy`` results), to compare with.
     """
     args = data['args']
-    groups = by_key(
-        [dict(r, row=(r['variant'], r['mode'])) for r in data['runs']], 'row')
+    wanted = {(r['mode'], r['seed']) for r in data['runs']}
+    reference = [
+        dict(r, variant='shipped', extra_options=[])
+        for r in (shipped or {}).get('runs', [])
+        if (r['mode'], r['seed']) in wanted
+    ]
+    groups = by_key([
+        dict(r, row=(r['variant'], r['mode']))
+        for r in reference + data['runs']
+    ], 'row')
     lines = [
         f"Measured on {data['date']} (`{data['benchmark']}`), the protocol "
         f"above ({args['train_samples']:,} training images, {args['epochs']} "
-        'epochs); each row adds its options to the shipped config.', '',
+        'epochs); each row adds its options to the shipped config (first '
+        'row: the shipped config, from the table above).', '',
         '| variant | options | method | seeds | best val top-1 (%) | '
         'test top-1 (%) | best val epoch |', '|---|---|---|---|---|---|---|'
     ]
@@ -333,6 +344,9 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'train_step_cost': render_train_step_cost,
 }
 
+# further results a table shows: renderer keyword -> results name
+INPUTS = {'cls_ablations': dict(shipped='cls_accuracy')}
+
 
 def load(name: str, results_dir: str = RESULTS) -> dict:
     with open(osp.join(results_dir, f'{name}.json')) as f:
@@ -351,7 +365,11 @@ def render_readme(text: str, results_dir: str = RESULTS) -> str:
         if name not in RENDERERS:
             raise ValueError(f'README block {name!r}: no renderer; known: '
                              f'{sorted(RENDERERS)}')
-        body = RENDERERS[name](load(name, results_dir))
+        extra = {
+            key: load(other, results_dir)
+            for key, other in INPUTS.get(name, {}).items()
+        }
+        body = RENDERERS[name](load(name, results_dir), **extra)
         return f'{m.group(1)}{body}\n{m.group(4)}'
 
     return BLOCK_RE.sub(sub, text)

@@ -146,3 +146,25 @@ def test_dense_det_table_pairs_variants_by_seed():
     assert 'CDS image-level − baseline' not in text
     assert 'Not run yet (the benchmark resumes them): CDS image-level ' \
         'seed 0.' in text
+
+
+def test_ablation_table_starts_with_the_shipped_runs_it_compares_to():
+    ablation = [
+        dict(
+            cls_run('cds', 0, 89.0),
+            variant='every2',
+            extra_options=['model.cds_interval=2'])
+    ]
+    shipped = cls_data([
+        cls_run('cds', 0, 90.0, best_epoch=14),
+        cls_run('cds', 1, 91.0),
+        cls_run('off', 0, 88.0)
+    ])
+    text = tables.render_cls_ablations(cls_data(ablation), shipped=shipped)
+    rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
+    # the same mode and seed only, first
+    assert rows == [
+        '| shipped | none | CDS (`cds`) | 0 | 90.50 | 90.00 | 14 |',
+        '| every2 | `model.cds_interval=2` | CDS (`cds`) | 0 | 89.50 | '
+        '89.00 | 12 |'
+    ]
