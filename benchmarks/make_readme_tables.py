@@ -297,8 +297,8 @@ def render_train_step_cost(data: dict) -> str:
         f"after {meta['warmup']} warm-up).{note} cls: {meta['cls']}; det: "
         f"{meta['det']}.", '',
         f'| model | variant | median (ms) | × baseline | × floor | '
-        f'{mem_name} (MiB) | memory × baseline | memory × floor |',
-        '|---|---|---|---|---|---|---|---|'
+        f'{mem_name} (MiB) | memory × baseline | memory × floor | GFLOP | '
+        'GFLOP × floor |', '|---|---|---|---|---|---|---|---|---|---|'
     ]
     for group in ('cls', 'det'):
         rows = data.get(group, {})
@@ -313,6 +313,11 @@ def render_train_step_cost(data: dict) -> str:
                 _cost_ratio(rows, name, ref, mem)
                 for ref in ('baseline', 'floor')
             ]
+            # results files before FLOPs were counted have none
+            cells += [
+                f"{row['gflop']:.2f}",
+                _cost_ratio(rows, name, 'floor', 'gflop')
+            ] if 'gflop' in row else ['-'] * 2
             lines.append(f"| {group} | {row.get('label', name)} | " +
                          ' | '.join(cells) + ' |')
     inference = data.get('inference', {})

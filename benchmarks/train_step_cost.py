@@ -33,13 +33,15 @@ The groups:
   ``tools/export_plain.py`` (``strict=True``) and the plain upstream model,
   through ``test_step``.
 
-Peak memory runs each training variant in its own subprocess: the peak RSS over
-a few steps minus the RSS right before the first step, or
+Peak memory and FLOPs run each training variant in its own subprocess: the
+peak RSS over a few steps minus the RSS right before the first step, or
 ``torch.cuda.max_memory_allocated`` minus the memory allocated before it on a
-GPU. The peak is ``VmHWM`` of ``/proc/self/status``, reset by
-``/proc/self/clear_refs`` before the first step; ``ru_maxrss`` cannot be used:
-Linux keeps in it the high-water mark of the address space that ``exec``
-replaced, i.e. this (large) parent's.
+GPU, then the FLOPs of one more step (``torch.utils.flop_counter``:
+convolutions and matrix products, forward and backward), which show the
+arithmetic a variant adds apart from how fast it runs. The peak is ``VmHWM``
+of ``/proc/self/status``, reset by ``/proc/self/clear_refs`` before the first
+step; ``ru_maxrss`` cannot be used: Linux keeps in it the high-water mark of
+the address space that ``exec`` replaced, i.e. this (large) parent's.
 
 ``--profile cls/cds`` prints the torch.profiler table of a few steps of one
 variant instead (operators by self CPU time).
@@ -68,6 +70,7 @@ sys.path.insert(0, REPO)
 import cds_mm  # noqa: F401  (registries)
 import cds_mm.compat  # noqa: F401  (opt-in stack fixes)
 from benchmarks.common import git_commit
+from benchmarks.make_readme_tables import render_train_step_cost
 from cds_mm.utils import atomic_write
 
 MEMORY_STEPS = 3  # the optimizer state appears in the first step
@@ -334,9 +337,9 @@ def batch_of(group, args):
     return det_batch(args.det_size) if group == 'det' else cls_batch()
 
 
-def peak_memory(name, args):
-    """Peak training memory (MiB) of one variant over ``MEMORY_STEPS`` steps,
-    in a subprocess."""
+def memory_and_flops(name, args):
+    """``{'peak_mib', 'gflop'}`` of one variant, in a subprocess: the peak
+    training memory over ``MEMORY_STEPS`` steps, then the FLOPs of a step."""
     cmd = [
         sys.executable,
         osp.abspath(__file__), '--memory-of', name, '--device', args.device,
@@ -347,7 +350,7 @@ def peak_memory(name, args):
     if proc.returncode:
         raise SystemExit(
             f'memory run of {name} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])['peak_mib']
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _status_kib(field):
@@ -358,13 +361,19 @@ def _status_kib(field):
 
 
 def measure_memory(name, args):
-    """Child side of :func:`peak_memory`: print the peak over a few steps as
-    JSON."""
+    """Child side of :func:`memory_and_flops`: print the peak over a few
+    steps and the FLOPs of one step as JSON.
+
+    FLOPs are what ``torch.utils.flop_counter`` counts (convolutions and
+    matrix products, forward and backward), averaged over the ``k`` steps of
+    a timed call; the arithmetic a variant adds, apart from how fast it runs.
+    """
     from mmengine.registry import DefaultScope
+    from torch.utils.flop_counter import FlopCounterMode
     group = variant(name)[0]
     with DefaultScope.overwrite_default_scope('mmdet' if group ==
                                               'det' else 'mmpretrain'):
-        step, _ = build_step(name, args.device)
+        step, k = build_step(name, args.device)
         data = batch_of(group, args)
         batches = [copy.deepcopy(data) for _ in range(MEMORY_STEPS)]
         if args.device.startswith('cuda'):
@@ -385,7 +394,15 @@ def measure_memory(name, args):
             peak = torch.cuda.max_memory_allocated() - before
         else:
             peak = _status_kib('VmHWM') * 1024 - before
-    print(json.dumps(dict(variant=name, peak_mib=peak / 2**20)))
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step([copy.deepcopy(data) for _ in range(k)])
+    print(
+        json.dumps(
+            dict(
+                variant=name,
+                peak_mib=peak / 2**20,
+                gflop=counter.get_total_flops() / k / 1e9)))
 
 
 def profile(name, args):
@@ -427,13 +444,15 @@ def run_all(args):
         with DefaultScope.overwrite_default_scope('mmdet' if group ==
                                                   'det' else 'mmpretrain'):
             times = time_training(mine, batch_of(group, args), args)
-        results[group] = {
-            n.split('/')[1]: dict(
-                label=variant(n)[1],
-                median_ms=round(1000 * times[n], 2),
-                **{args.memory_key: round(peak_memory(n, args), 1)})
-            for n in mine
-        }
+        results[group] = {}
+        for n in mine:
+            measured = memory_and_flops(n, args)
+            results[group][n.split('/')[1]] = {
+                'label': variant(n)[1],
+                'median_ms': round(1000 * times[n], 2),
+                args.memory_key: round(measured['peak_mib'], 1),
+                'gflop': round(measured['gflop'], 3)
+            }
     if not args.skip_inference:
         results['inference'] = {}
         for group in [g for g in GROUPS if g in results]:
@@ -473,39 +492,7 @@ def describe(args, seconds):
 
 
 def print_table(results):
-    meta = results['meta']
-    key = meta['memory_key']
-    print(f"\nMachine: {meta['machine']}, torch {meta['torch']} "
-          f"({meta['threads']} threads), device {meta['device']}; "
-          f"{meta['rounds']} rounds after {meta['warmup']} warm-up, median; "
-          f"total {meta['seconds']} s")
-    print(f"cls: {meta['cls']}. det: {meta['det']}.")
-    print(f'| model | variant | median (ms) | x baseline | x floor | {key} | '
-          'mem x baseline | mem x floor |')
-    print('|---|---|---|---|---|---|---|---|')
-    for group in GROUPS:
-        rows = results.get(group, {})
-        for name, row in rows.items():
-            cells = [f"{row['median_ms']:.1f}"]
-            cells += [
-                _ratio(rows, name, ref, 'median_ms')
-                for ref in ('baseline', 'floor')
-            ]
-            cells += [f'{row[key]:.0f}']
-            cells += [
-                _ratio(rows, name, ref, key) for ref in ('baseline', 'floor')
-            ]
-            print(f'| {group} | {name} | ' + ' | '.join(cells) + ' |')
-    for group, rows in results.get('inference', {}).items():
-        times = ' / '.join(f"{rows[k]['median_ms']:.1f}"
-                           for k in ('upstream', 'export', 'wrapper'))
-        print(f'inference {group}: plain upstream / export_plain.py model / '
-              f'wrapper predict(): {times} ms; export and wrapper give '
-              f"identical outputs: {rows['identical_outputs']}")
-
-
-def _ratio(rows, name, ref, key):
-    return f'{rows[name][key] / rows[ref][key]:.2f}' if ref in rows else '-'
+    print('\n' + render_train_step_cost(results))
 
 
 def main():

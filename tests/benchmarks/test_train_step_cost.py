@@ -1,0 +1,53 @@
+"""The cost benchmark's measuring child and its table (no real model)."""
+import argparse
+import json
+import os.path as osp
+
+import torch
+from cds_test_utils import REPO_ROOT, load_tool
+
+cost = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'train_step_cost.py'))
+
+
+def test_flops_are_per_step_of_a_multi_step_variant(monkeypatch, capsys):
+    """``cds_every2`` times 2 steps per call: its FLOPs are their mean."""
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    steps = []
+
+    def step(batches):
+        for i, _ in enumerate(batches):
+            steps.append(i)
+            if i == 0:  # one of the two steps multiplies
+                torch.mm(a, b)
+
+    monkeypatch.setattr(cost, 'build_step', lambda name, device: (step, 2))
+    monkeypatch.setattr(cost, 'batch_of', lambda group, args: {})
+    cost.measure_memory('cls/cds_every2',
+                        argparse.Namespace(device='cpu', det_size=64))
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out['gflop'] * 1e9 == 2 * 8 * 16 * 4 / 2
+    assert out['peak_mib'] >= 0
+    assert len(steps) == cost.MEMORY_STEPS + 2
+
+
+def test_table_shows_flops_against_the_floor():
+    row = dict(median_ms=1.0, peak_rss_mib=1.0)
+    data = dict(
+        meta=dict(
+            memory_key='peak_rss_mib',
+            git_commit='0123456789ab',
+            date='2026-12-02',
+            machine='m',
+            torch='t',
+            threads=2,
+            device='cpu',
+            rounds=1,
+            warmup=0,
+            cls='c',
+            det='d'),
+        cls=dict(
+            baseline=dict(row, gflop=2.0),
+            floor=dict(row, gflop=4.0),
+            cds=dict(row, gflop=4.4)))
+    row = '| cls | cds | 1.0 | 1.00 | 1.00 | 1 | 1.00 | 1.00 | 4.40 | 1.10 |'
+    assert row in cost.render_train_step_cost(data)
