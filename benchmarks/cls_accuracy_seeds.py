@@ -16,7 +16,11 @@ the numbers are what a user gets from the CLI. ECE comes from the registered
 Resumable: a run whose ``result.json`` exists with the same options, or
 which the ``--results`` file already holds with the same options (a new
 machine has the committed file but no work dirs), is not repeated, and a run
-cut short resumes from its last epoch. The results
+cut short resumes from its last epoch. Runs also record the digest of the
+config they trained (the config file and its bases merged with the options):
+a recorded run of another config is trained again, and a run of the same
+config under another name (e.g. an ablation whose option has since become
+the config's default) is taken, with ``taken_from`` naming it. The results
 JSON (protocol, git commit, per-seed numbers, per-epoch val accuracy and
 losses, reliability bins) is rewritten after every finished run. Progress
 (run k of N, epoch, val accuracy, ETA) is printed while a run trains.
@@ -50,9 +54,9 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import (best_checkpoint, earlier_result, git_commit,
-                               mean_std, recorded_runs, run, say,
-                               watch_training)
+from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
+                               git_commit, mean_std, recorded_runs, run, say,
+                               twin_run, watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -190,17 +194,43 @@ def run_opts(args, mode, seed):
     return opts + list(args.cfg_options)
 
 
+def variant_fields(args):
+    """An ablation run's name and the options it adds; none for the
+    protocol's own runs."""
+    if not args.variant:
+        return {}
+    return dict(variant=args.variant, extra_options=list(args.cfg_options))
+
+
 def one_run(args, mode, seed, tag, state):
     """Train, test the best-val checkpoint once; the run's result dict."""
     prefix = f'{args.variant}_' if args.variant else ''
     work = osp.join(args.work_dir, f'{prefix}{mode}_seed{seed}')
     os.makedirs(work, exist_ok=True)
     opts = run_opts(args, mode, seed)
+    digest = config_digest(CONFIG, opts)
     done_file = osp.join(work, 'result.json')
     res = earlier_result(state['recorded'].get((args.variant, mode, seed)),
-                         done_file, opts)
+                         done_file, opts, digest)
     if res is not None:
         say(f'[{tag}] finished before with the same options, not repeated')
+        return res
+    twin = twin_run(digest, args.results, args.work_dir)
+    if twin is not None:
+        say(f"[{tag}] the run in {osp.dirname(twin['checkpoint'])} trained "
+            'this config already; its result is taken')
+        res = {
+            k: v
+            for k, v in twin.items() if k not in ('variant', 'extra_options')
+        }
+        res.update(
+            mode=mode,
+            seed=seed,
+            cfg_options=opts,
+            taken_from=osp.dirname(twin['checkpoint']),
+            **variant_fields(args))
+        with atomic_write(done_file) as f:
+            json.dump(res, f, indent=1)
         return res
     env, py, start = child_env(args), sys.executable, time.time()
     resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
@@ -226,8 +256,7 @@ def one_run(args, mode, seed, tag, state):
     res = dict(
         mode=mode,
         seed=seed,
-        **(dict(variant=args.variant, extra_options=list(args.cfg_options))
-           if args.variant else {}),
+        **variant_fields(args),
         best_epoch=epoch,
         **ece_stats(samples),
         n_test=len(samples),
@@ -237,7 +266,8 @@ def one_run(args, mode, seed, tag, state):
         train_s=round(train_s, 1),
         test_s=round(time.time() - start - train_s, 1),
         checkpoint=osp.relpath(best, REPO),
-        cfg_options=opts)
+        cfg_options=opts,
+        config_digest=digest)
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)
     return res

@@ -1,7 +1,9 @@
 """What the benchmark scripts share: their subprocesses, the commit they
 record, which runs an earlier results file holds, how they print and
 summarise. Not a benchmark itself."""
+import argparse
 import glob
+import hashlib
 import json
 import os.path as osp
 import re
@@ -104,25 +106,70 @@ def recorded_runs(path: str, key: Callable[[dict],
         return {key(r): r for r in json.load(f)['runs']}
 
 
-def earlier_result(recorded: Optional[dict], done_file: str,
-                   opts: List[str]) -> Optional[dict]:
-    """A run's earlier result made with the same options ``opts``: the one a
-    results file holds (``recorded``), else its work dir's ``done_file``;
-    None when there is none.
+def config_digest(config: str, opts: List[str]) -> str:
+    """Digest of the config ``tools/train.py`` runs: ``config`` (a path in
+    the repo, its ``_base_`` files included) merged with the
+    ``--cfg-options`` ``opts``. Two runs with one digest train the same."""
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(osp.join(REPO, config))
+    if opts:
+        cfg.merge_from_dict(
+            parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def earlier_result(recorded: Optional[dict], done_file: str, opts: List[str],
+                   digest: str) -> Optional[dict]:
+    """A run's earlier result made with the same options ``opts`` and config
+    ``digest``: the one a results file holds (``recorded``), else its work
+    dir's ``done_file``; None when there is none. Runs recorded before
+    digests were kept match on their options.
 
     Raises:
-        SystemExit: ``done_file`` was made with other options.
+        SystemExit: ``done_file`` was made with other options or another
+            config.
     """
-    if recorded is not None and recorded.get('cfg_options') == opts:
+
+    def same(res):
+        return (res.get('cfg_options') == opts
+                and res.get('config_digest', digest) == digest)
+
+    if recorded is not None and same(recorded):
         return recorded
     if not osp.isfile(done_file):
         return None
     with open(done_file) as f:
         res = json.load(f)
-    if res.get('cfg_options') != opts:
-        raise SystemExit(f'{done_file} was made with other options; use '
-                         'another --work-dir or delete it')
+    if not same(res):
+        raise SystemExit(f'{done_file} was made with other options or '
+                         'another config; use another --work-dir or delete '
+                         'it')
     return res
+
+
+def twin_run(digest: str, results: str, work_dir: str) -> Optional[dict]:
+    """A finished run with the same config ``digest`` made under another
+    name (e.g. an ablation whose option became the config's default): in a
+    results JSON beside ``results``, or in a ``result.json`` under
+    ``work_dir``; None when there is none."""
+    for path in sorted(glob.glob(osp.join(
+            osp.dirname(results), '*.json'))) + sorted(
+                glob.glob(osp.join(work_dir, '*', 'result.json'))):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        runs = data['runs'] if isinstance(data.get('runs'), list) else [data]
+        for run in runs:
+            if isinstance(run, dict) and run.get('config_digest') == digest:
+                return run
+    return None
 
 
 def mean_std(values: List[float]) -> str:

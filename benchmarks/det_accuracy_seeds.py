@@ -28,13 +28,13 @@ and the mosaic one, e.g.
     python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500 \\
         --num-val 250
 
-Resumable: a run whose ``result.json`` exists with the same options, or which
-the ``--results`` file already holds with the same options, is not repeated; a
-dense run cut short resumes from its last epoch (mosaic runs keep today's one
-checkpoint at the end, so they start again). The results JSON (protocol, git
-commit, per-seed numbers, per-epoch val bbox mAP) is rewritten after every
-finished run; progress (run k of N, epoch, val mAP, ETA) is printed while a run
-trains. ``--cfg-options`` adds config overrides to every run, e.g.
+Resumable: a run whose ``result.json`` exists with the same options and
+config (digest of the merged config), or which the ``--results`` file already
+holds so, is not repeated; a dense run cut short resumes from its last epoch
+(mosaic runs keep today's one checkpoint at the end, so they start again). The
+results JSON (protocol, git commit, per-seed numbers, per-epoch val bbox mAP)
+is rewritten after every finished run; progress (run k of N, epoch, val mAP,
+ETA) is printed while a run trains. ``--cfg-options`` adds config overrides to every run, e.g.
 ``--cfg-options optim_wrapper.clip_grad.max_norm=10``.
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not
@@ -55,8 +55,8 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
-from benchmarks.common import (best_checkpoint, earlier_result, git_commit,
-                               mean_std, recorded_runs, run, say,
+from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
+                               git_commit, mean_std, recorded_runs, run, say,
                                watch_training)
 from cds_mm.utils import atomic_write
 
@@ -265,10 +265,11 @@ def run_key(res):
 
 def run_result(args, variant, seed, recorded):
     """This run's earlier result with the same options, or None."""
+    opts = run_opts(args, variant, seed)
     return earlier_result(
         recorded.get((variant, seed)),
-        osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json'),
-        run_opts(args, variant, seed))
+        osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json'), opts,
+        config_digest(DATASETS[args.dataset]['config'], opts))
 
 
 def one_run(args, variant, seed, tag, state):
@@ -322,7 +323,8 @@ def one_run(args, variant, seed, tag, state):
         resumed=resume,
         checkpoint=repo_path(ckpt),
         val_mAP=val_curve(work),
-        cfg_options=opts)
+        cfg_options=opts,
+        config_digest=config_digest(config, opts))
     with atomic_write(osp.join(work, 'result.json')) as f:
         json.dump(res, f, indent=1)
     return res

@@ -73,3 +73,36 @@ def test_results_keep_the_other_variants_runs(tmp_path):
         data = json.load(f)
     assert [r['variant'] for r in data['runs']] == ['every2', 'half']
     assert data['missing'] == [dict(mode='cds', seed=1)]
+
+
+def test_a_run_of_the_same_config_under_another_name_is_taken(
+        tmp_path, no_training, monkeypatch):
+    """The config's default became what an ablation set with an option: the
+    ablation's run stands in for the protocol's run."""
+    args = bench.parse_args(['--work-dir', str(tmp_path / 'work')])
+    args.results = str(tmp_path / 'results' / 'cls_accuracy.json')
+    (tmp_path / 'results').mkdir()
+    digests = {}
+    monkeypatch.setattr(bench, 'config_digest',
+                        lambda config, opts: digests.get(opts[-1], 'other'))
+    opts = bench.run_opts(args, 'cds', 0)
+    ablation = dict(
+        variant='w0.3',
+        extra_options=['model.cds_head.loss_weight=0.3'],
+        mode='cds',
+        seed=0,
+        top1=90.5,
+        checkpoint='work/w0.3_cds_seed0/best.pth',
+        cfg_options=opts + ['model.cds_head.loss_weight=0.3'],
+        config_digest='same')
+    (tmp_path / 'results' / 'cls_ablations.json').write_text(
+        json.dumps(dict(runs=[ablation])))
+    # another config: trained
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'cds', 0, 'run 1/1', state_for(args))
+    digests[opts[-1]] = 'same'
+    res = bench.one_run(args, 'cds', 0, 'run 1/1', state_for(args))
+    assert len(no_training) == 1
+    assert res['top1'] == 90.5 and res['cfg_options'] == opts
+    assert 'variant' not in res and 'extra_options' not in res
+    assert res['taken_from'] == 'work/w0.3_cds_seed0'

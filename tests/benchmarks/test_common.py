@@ -1,5 +1,6 @@
 """What the benchmarks share: the commit they record, the checkpoint they
 test."""
+import json
 import os.path as osp
 import re
 import subprocess
@@ -77,3 +78,31 @@ def test_progress_reads_only_this_attempt_at_its_own_pace(tmp_path):
     with pytest.raises(SystemExit, match='failed'):
         common.watch_training([sys.executable, '-c', 'raise SystemExit(3)'],
                               str(log), 4, re.compile('x'), print)
+
+
+def test_config_digest_follows_the_merged_config(tmp_path):
+    (tmp_path / 'base.py').write_text('model = dict(mode="cds", w=0.1)\n')
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("_base_ = ['base.py']\nseed = 0\n")
+    digest = common.config_digest(str(cfg), [])
+    assert common.config_digest(str(cfg), []) == digest
+    # an option that sets the value the config has already changes nothing
+    assert common.config_digest(str(cfg), ['model.w=0.1']) == digest
+    assert common.config_digest(str(cfg), ['model.w=0.3']) != digest
+    (tmp_path / 'base.py').write_text('model = dict(mode="cds", w=0.3)\n')
+    assert common.config_digest(str(cfg), []) == common.config_digest(
+        str(cfg), ['model.w=0.3']) != digest
+
+
+def test_an_earlier_result_of_another_config_is_not_taken(tmp_path):
+    done = tmp_path / 'result.json'
+    opts = ['model.mode=cds']
+    recorded = dict(top1=1.0, cfg_options=opts, config_digest='old')
+    assert common.earlier_result(recorded, str(done), opts, 'new') is None
+    # made before digests were kept: its options decide
+    legacy = dict(top1=2.0, cfg_options=opts)
+    assert common.earlier_result(legacy, str(done), opts, 'new') is legacy
+    done.write_text(json.dumps(recorded))
+    with pytest.raises(SystemExit, match='another config'):
+        common.earlier_result(None, str(done), opts, 'new')
+    assert common.earlier_result(None, str(done), opts, 'old') == recorded
