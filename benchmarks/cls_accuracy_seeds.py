@@ -45,6 +45,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -210,12 +211,18 @@ def one_run(args, mode, seed, tag, state):
     opts = run_opts(args, mode, seed)
     digest = config_digest(CONFIG, opts)
     done_file = osp.join(work, 'result.json')
-    res = earlier_result(state['recorded'].get((args.variant, mode, seed)),
-                         done_file, opts, digest)
+    if args.retrain:  # a code change the options and config do not show
+        shutil.rmtree(work)
+        os.makedirs(work)
+        res = None
+    else:
+        res = earlier_result(state['recorded'].get((args.variant, mode, seed)),
+                             done_file, opts, digest)
     if res is not None:
         say(f'[{tag}] finished before with the same options, not repeated')
         return res
-    twin = twin_run(digest, args.results, args.work_dir)
+    twin = None if args.retrain else twin_run(digest, args.results,
+                                              args.work_dir)
     if twin is not None:
         say(f"[{tag}] the run in {osp.dirname(twin['checkpoint'])} trained "
             'this config already; its result is taken')
@@ -292,6 +299,15 @@ def child_env(args):
     return env
 
 
+def other_runs(recorded, variant, jobs):
+    """The recorded runs this call does not make: other variants', and its
+    own variant's other modes and seeds."""
+    return [
+        r for (v, mode, seed), r in recorded.items()
+        if v != variant or (mode, seed) not in jobs
+    ]
+
+
 def write_results(args, commit, results, jobs, others=()):
     """The results JSON: protocol, the commit the runs started from,
     finished runs (``others`` are other variants' runs, kept first), this
@@ -334,6 +350,12 @@ def parse_args(argv=None):
         default=[],
         help='key=value overrides added to every run')
     parser.add_argument(
+        '--retrain',
+        action='store_true',
+        help='train the selected runs again even when recorded (after a '
+        'change of the code, which options and config digests do not '
+        'show); their work dirs are emptied first')
+    parser.add_argument(
         '--parallel',
         type=int,
         default=1,
@@ -374,7 +396,7 @@ def main(argv=None):
             max(queued, 0) * per_run / args.parallel
 
     recorded = recorded_runs(args.results, run_key)
-    others = [r for k, r in recorded.items() if k[0] != args.variant]
+    others = other_runs(recorded, args.variant, jobs)
     state = dict(run_left={}, eta=eta, recorded=recorded)
     if not osp.isfile(args.results):  # a file that lists the missing runs
         write_results(args, commit, [], jobs)

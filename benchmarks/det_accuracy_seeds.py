@@ -34,8 +34,8 @@ holds so, is not repeated; a dense run cut short resumes from its last epoch
 (mosaic runs keep today's one checkpoint at the end, so they start again). The
 results JSON (protocol, git commit, per-seed numbers, per-epoch val bbox mAP)
 is rewritten after every finished run; progress (run k of N, epoch, val mAP,
-ETA) is printed while a run trains. ``--cfg-options`` adds config overrides to every run, e.g.
-``--cfg-options optim_wrapper.clip_grad.max_norm=10``.
+ETA) is printed while a run trains. ``--cfg-options`` adds config overrides
+to every run, e.g. ``--cfg-options optim_wrapper.clip_grad.max_norm=10``.
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not
 show.

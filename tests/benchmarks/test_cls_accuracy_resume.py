@@ -106,3 +106,28 @@ def test_a_run_of_the_same_config_under_another_name_is_taken(
     assert res['top1'] == 90.5 and res['cfg_options'] == opts
     assert 'variant' not in res and 'extra_options' not in res
     assert res['taken_from'] == 'work/w0.3_cds_seed0'
+
+
+def test_a_call_for_some_modes_keeps_its_variants_other_runs():
+    recorded = {(v, m, s): dict(variant=v, mode=m, seed=s)
+                for v in (None, 'w0.3') for m in ('cds', 'dsn')
+                for s in (0, 1)}
+    kept = bench.other_runs(recorded, 'w0.3', [('dsn', 0), ('dsn', 1)])
+    assert sorted((r['variant'] or '', r['mode'], r['seed'])
+                  for r in kept) == [('', 'cds', 0), ('', 'cds', 1),
+                                     ('', 'dsn', 0), ('', 'dsn', 1),
+                                     ('w0.3', 'cds', 0), ('w0.3', 'cds', 1)]
+
+
+def test_retrain_trains_a_recorded_run_again_in_an_emptied_dir(
+        tmp_path, no_training):
+    args = bench.parse_args(
+        ['--work-dir', str(tmp_path / 'work'), '--retrain'])
+    args.results = results_file(tmp_path, args, bench.run_opts(args, 'off', 0))
+    stale = tmp_path / 'work' / 'off_seed0' / 'last_checkpoint'
+    stale.parent.mkdir(parents=True)
+    stale.write_text('epoch_15.pth')
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'off', 0, 'run 1/1', state_for(args))
+    assert '--resume' not in no_training[0]
+    assert not stale.exists()

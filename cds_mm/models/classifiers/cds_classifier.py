@@ -15,6 +15,7 @@ from ..heads.cds_head import MODES
 from ..taps import FeatureTaps
 from ..utils.build_scope import build_scope
 from ..utils.classifier_api import check_head_loss
+from ..utils.norm_stats import frozen_running_stats
 from ..utils.partial_forward import run_until
 from ..utils.plain_checkpoint import load_plain_checkpoints
 from ..utils.views import split_views, take_rows
@@ -72,7 +73,10 @@ class CDSClassifier(BaseModel):
         view2_scale (float): A cheaper variant: view 2 is resized by this
             factor (bilinear, antialiased) after the data preprocessor,
             before its backbone pass; the projectors' norms still see both
-            views. In (0, 1]. Defaults to 1.0 (the paper: same size).
+            views. That pass does not update the classifier's BatchNorm
+            running statistics (statistics of the smaller images would be
+            those evaluation normalises with). In (0, 1]. Defaults to 1.0
+            (the paper: same size).
         cds_interval (int): A cheaper variant: the contrastive term (and
             view 2's pass) only on every ``cds_interval``-th call of
             :meth:`loss`, counted from the first call of this process, at
@@ -195,7 +199,7 @@ class CDSClassifier(BaseModel):
         else:
             with self.taps.capture() as feats1:
                 losses = self.classifier.loss(view1, data_samples)
-            feats2 = self._tapped(self._rescale(view2))
+            feats2 = self._view2_features(view2)
         losses.update(
             self._contrast(*self.cds_head.project_views(feats1, feats2),
                            data_samples))
@@ -253,17 +257,26 @@ class CDSClassifier(BaseModel):
                                                          keep), labels[keep])
         return self.cds_head.loss_by_projections(z1, z2, labels)
 
-    def _rescale(self, view2: Tensor) -> Tensor:
-        """View 2 at ``view2_scale``: (N, C, H, W) -> (N, C, H', W')."""
+    def _view2_features(self, view2: Tensor) -> List[Tensor]:
+        """The tapped features of view 2 at ``view2_scale``.
+
+        At another size, view 2's pass leaves the classifier's BatchNorm
+        running statistics alone: evaluation sees images at view 1's size.
+
+        Shapes:
+            view2: (N, C, H, W), resized to (N, C, H', W') first.
+        """
         if self.view2_scale == 1:
-            return view2
+            return self._tapped(view2)
         size = [max(1, round(s * self.view2_scale)) for s in view2.shape[2:]]
-        return F.interpolate(
+        view2 = F.interpolate(
             view2,
             size=size,
             mode='bilinear',
             align_corners=False,
             antialias=True)
+        with frozen_running_stats(self.classifier):
+            return self._tapped(view2)
 
     def _tapped(self, inputs: Tensor) -> List[Tensor]:
         """The tapped features of ``inputs``, the classifier run no further."""

@@ -343,6 +343,28 @@ def test_view2_scale_runs_view2_smaller_through_shared_norms():
         torch.testing.assert_close(losses[k], v)
 
 
+@pytest.mark.parametrize('scale', [0.5, 1.0])
+def test_a_smaller_view2_leaves_the_running_statistics_to_view1(scale):
+    """At another size, view 2 trains through the backbone's norms but
+    does not move their running statistics (evaluation sees view 1's size);
+    at the same size it updates them as the paper's pass does."""
+    model = build(view2_scale=scale).train()
+    view1_only = copy.deepcopy(model)
+    views, samples = batch()
+    model.loss(views, samples)
+    view1_only.classifier.loss(views[0], samples)
+
+    def stats(m):
+        return [(n, b) for n, b in m.classifier.named_buffers()
+                if 'running' in n or 'num_batches' in n]
+
+    assert stats(model)
+    same = all(
+        torch.equal(a, b)
+        for (_, a), (_, b) in zip(stats(model), stats(view1_only)))
+    assert same == (scale != 1)
+
+
 def test_cds_interval_adds_the_contrastive_term_every_kth_step():
     model = build(cds_interval=3).train()
     sizes = _input_sizes(model)
