@@ -134,36 +134,65 @@ def render_cls_accuracy(data: dict) -> str:
 def render_cls_ablations(data: dict, shipped: Optional[dict] = None) -> str:
     """One row per ablation (``--variant``) of the classification protocol;
     first the shipped config's runs of the same modes and seeds from
-    ``shipped`` (the ``cls_accuracy`` results), to compare with.
+    ``shipped`` (the ``cls_accuracy`` results), to compare with. A variant
+    run on several seeds also gets its paired differences to the shipped
+    runs: best val top-1 against the same method, test top-1 against the
+    same method and the baseline.
     """
-    args = data['args']
-    wanted = {(r['mode'], r['seed']) for r in data['runs']}
-    reference = [
-        dict(r, variant='shipped', extra_options=[])
-        for r in (shipped or {}).get('runs', [])
-        if (r['mode'], r['seed']) in wanted
-    ]
-    groups = by_key([
-        dict(r, row=(r['variant'], r['mode']))
-        for r in reference + data['runs']
-    ], 'row')
+    args, shipped_runs = data['args'], (shipped or {}).get('runs', [])
+    ablations = by_key(
+        [dict(r, row=(r['variant'], r['mode'])) for r in data['runs']], 'row')
+    # the shipped runs once per set of seeds the ablations of a mode ran
+    seed_sets = {(mode, tuple(r['seed'] for r in runs))
+                 for (_, mode), runs in ablations.items()}
+    groups = {}
+    for mode, seeds in sorted(seed_sets, key=lambda x: (len(x[1]), x)):
+        runs = [
+            dict(r, extra_options=[]) for r in shipped_runs
+            if r['mode'] == mode and r['seed'] in seeds
+        ]
+        if runs:
+            groups[('shipped', mode, seeds)] = sorted(
+                runs, key=lambda r: r['seed'])
+    groups.update(ablations)
     lines = [
         f"Measured on {data['date']} (`{data['benchmark']}`), the protocol "
         f"above ({args['train_samples']:,} training images, {args['epochs']} "
-        'epochs); each row adds its options to the shipped config (first '
-        'row: the shipped config, from the table above).', '',
+        'epochs); each row adds its options to the shipped config (rows '
+        '"shipped": the shipped config on the same seeds, from the table '
+        'above).', '',
         '| variant | options | method | seeds | best val top-1 (%) | '
-        'test top-1 (%) | best val epoch |', '|---|---|---|---|---|---|---|'
+        'test top-1 (%) | test ECE (%) | best val epoch |',
+        '|---|---|---|---|---|---|---|---|'
     ]
-    for (variant, mode), runs in groups.items():
+    diffs = []
+    for (variant, mode, *_), runs in groups.items():
         extra = runs[0]['extra_options']
         options = f"`{' '.join(extra)}`" if extra else 'none'
         lines.append(f'| {variant} | {options} | {MODE_NAMES[mode]} | '
                      f'{seeds_of(runs)} | '
                      f'{mean_std([r["best_val_top1"] for r in runs])} | '
                      f'{mean_std([r["top1"] for r in runs])} | '
+                     f'{mean_std([r["ece"] for r in runs])} | '
                      f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
-    return '\n'.join(lines)
+        if variant == 'shipped' or len(runs) < 2:
+            continue
+        name = f'{variant} {MODE_NAMES[mode].split()[0]}'
+        pairs = {
+            name:
+            runs,
+            'shipped ' + MODE_NAMES[mode].split()[0]:
+            [r for r in shipped_runs if r['mode'] == mode],
+            'shipped baseline':
+            [r for r in shipped_runs if r['mode'] == 'off']
+        }
+        names = {k: k for k in pairs}
+        same = (name, f'shipped {MODE_NAMES[mode].split()[0]}')
+        diffs += paired_differences(pairs, [same], 'best_val_top1', names,
+                                    f'{name}: best val top-1')
+        diffs += paired_differences(pairs, [same, (name, 'shipped baseline')],
+                                    'top1', names, f'{name}: test top-1')
+    return '\n'.join(lines + diffs)
 
 
 def _short_header(data: dict) -> List[str]:

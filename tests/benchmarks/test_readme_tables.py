@@ -105,8 +105,8 @@ def test_ablation_rows_keep_variant_and_mode_apart():
     rows = [line for line in text.splitlines() if line.startswith('| half')]
     assert rows == [
         '| half | `model.view2_scale=0.5` | CDS (`cds`) | 0, 1 | '
-        '91.00 ± 0.71 | 90.50 ± 0.71 | 12, 12 |',
-        '| half | none | baseline (`off`) | 0 | 88.50 | 88.00 | 12 |'
+        '91.00 ± 0.71 | 90.50 ± 0.71 | 1.50 ± 0.71 | 12, 12 |',
+        '| half | none | baseline (`off`) | 0 | 88.50 | 88.00 | 1.00 | 12 |'
     ]
 
 
@@ -154,17 +154,34 @@ def test_ablation_table_starts_with_the_shipped_runs_it_compares_to():
             cls_run('cds', 0, 89.0),
             variant='every2',
             extra_options=['model.cds_interval=2'])
+    ] + [
+        dict(
+            cls_run('cds', s, 91.0 + s),
+            variant='w0.3',
+            extra_options=['model.cds_head.loss_weight=0.3']) for s in (1, 2)
     ]
     shipped = cls_data([
         cls_run('cds', 0, 90.0, best_epoch=14),
         cls_run('cds', 1, 91.0),
-        cls_run('off', 0, 88.0)
+        cls_run('cds', 2, 92.0),
+        cls_run('off', 1, 88.0),
+        cls_run('off', 2, 89.0)
     ])
     text = tables.render_cls_ablations(cls_data(ablation), shipped=shipped)
-    rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
-    # the same mode and seed only, first
-    assert rows == [
-        '| shipped | none | CDS (`cds`) | 0 | 90.50 | 90.00 | 14 |',
+    rows = [line for line in text.splitlines() if line.startswith('| ')]
+    # the shipped runs of each seed set the ablations of a mode ran, first
+    assert rows[1:5] == [
+        '| shipped | none | CDS (`cds`) | 0 | 90.50 | 90.00 | 1.00 | 14 |',
+        '| shipped | none | CDS (`cds`) | 1, 2 | 92.00 ± 0.71 | 91.50 ± 0.71 '
+        '| 2.50 ± 0.71 | 12, 12 |',
         '| every2 | `model.cds_interval=2` | CDS (`cds`) | 0 | 89.50 | '
-        '89.00 | 12 |'
+        '89.00 | 1.00 | 12 |',
+        '| w0.3 | `model.cds_head.loss_weight=0.3` | CDS (`cds`) | 1, 2 | '
+        '93.00 ± 0.71 | 92.50 ± 0.71 | 2.50 ± 0.71 | 12, 12 |'
     ]
+    # several seeds: paired with the shipped CDS and baseline; one seed: not
+    assert '| w0.3 CDS − shipped CDS | 1, 2 | +1.00, +1.00 | 1.00 ± 0.00 |' \
+        in text
+    assert ('| w0.3 CDS − shipped baseline | 1, 2 | +4.00, +4.00 | '
+            '4.00 ± 0.00 |') in text
+    assert 'every2 CDS −' not in text
