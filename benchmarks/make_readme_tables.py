@@ -342,11 +342,10 @@ def render_train_step_cost(data: dict) -> str:
                 _cost_ratio(rows, name, ref, mem)
                 for ref in ('baseline', 'floor')
             ]
-            # results files before FLOPs were counted have none
             cells += [
                 f"{row['gflop']:.2f}",
                 _cost_ratio(rows, name, 'floor', 'gflop')
-            ] if 'gflop' in row else ['-'] * 2
+            ]
             lines.append(f"| {group} | {row.get('label', name)} | " +
                          ' | '.join(cells) + ' |')
     inference = data.get('inference', {})

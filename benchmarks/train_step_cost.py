@@ -469,13 +469,13 @@ def run_all(args):
     return results
 
 
-def describe(args, seconds):
+def describe(args, seconds, commit):
     """The ``meta`` block: machine, settings, commit."""
     dev = torch.cuda.get_device_name() if args.device.startswith(
         'cuda') else platform.processor() or 'cpu'
     return dict(
         date=datetime.date.today().isoformat(),
-        git_commit=git_commit(),
+        git_commit=commit,
         machine=f'{os.cpu_count()} CPUs, {dev}',
         torch=torch.__version__,
         threads=torch.get_num_threads(),
@@ -533,9 +533,9 @@ def main():
         return measure_memory(args.memory_of, args)
     if args.profile:
         return profile(args.profile, args)
-    start = time.time()
+    start, commit = time.time(), git_commit()  # the code that is measured
     results = run_all(args)
-    results['meta'] = describe(args, time.time() - start)
+    results['meta'] = describe(args, time.time() - start, commit)
     print_table(results)
     if args.out:
         with atomic_write(osp.join(REPO, args.out)) as f:
