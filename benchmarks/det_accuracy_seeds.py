@@ -344,7 +344,11 @@ def write_results(args, commit, results, jobs):
         protocol=protocol,
         git_commit=commit,
         date=datetime.date.today().isoformat(),
-        args=vars(args),
+        # paths inside the repo relative to it: no machine path is recorded
+        args={
+            k: repo_path(v) if k in ('work_dir', 'results') else v
+            for k, v in vars(args).items()
+        },
         runs=results,
         missing=[
             dict(variant=v, seed=s) for v, s in jobs if (v, s) not in have

@@ -254,3 +254,15 @@ def test_the_val_curve_joins_the_attempts_of_a_resumed_run(tmp_path):
         dict(epoch=2, mAP=30.0),
         dict(epoch=3, mAP=40.0)
     ]
+
+
+def test_results_name_no_machine_path_of_the_repo(tmp_path):
+    args = bench.parse_args([
+        '--dataset', 'dense', '--work-dir',
+        osp.join(REPO_ROOT, 'work_dirs', 'x'), '--results',
+        str(tmp_path / 'r.json')
+    ])
+    bench.write_results(args, 'abc', [], [('off', 0)])
+    with open(args.results) as f:
+        recorded = json.load(f)['args']
+    assert recorded['work_dir'] == osp.join('work_dirs', 'x')
