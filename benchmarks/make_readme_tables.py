@@ -374,6 +374,7 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'kd_accuracy': render_kd_accuracy,
     'det_accuracy': render_det_accuracy,
     'det_dense_accuracy': render_det_dense_accuracy,
+    'det_dense_accuracy_24ep': render_det_dense_accuracy,
     'train_step_cost': render_train_step_cost,
 }
 
