@@ -12,16 +12,17 @@ Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN
 * ``dense``: the generated dense one-class set (15-30 small, partly occluded
   blobs per 320 px image; ``cds_mm.datasets.make_dense_coco``). Train and val
   are the train and val splits of generator seed 0 in ``--data-dir``; the test
-  split is the val split of generator seed 1 in ``<data-dir>_test``. 12 epochs
-  with the config's own step at epoch 10 (scaled to ``--epochs``).
+  split is the val split of generator seed 1 in ``<data-dir>_test``. 24 epochs
+  with the config's own step at epoch 20 (scaled to ``--epochs``).
 
 Val bbox mAP is computed every epoch; the checkpoint with the best one is
 tested once on the test split. Runs go through ``tools/train.py`` /
 ``tools/test.py`` in subprocesses, so the numbers are what a user gets from the
 CLI. The 3-seed dense study:
 
-    python benchmarks/det_accuracy_seeds.py --dataset dense \\
-        --results benchmarks/results/det_dense_accuracy.json
+    python benchmarks/det_accuracy_seeds.py --dataset dense --epochs 24 \\
+        --work-dir work_dirs/probe_e24 \\
+        --results benchmarks/results/det_dense_accuracy_24ep.json
 
 and the mosaic one, e.g.
 
@@ -35,7 +36,16 @@ holds so, is not repeated; a dense run cut short resumes from its last epoch
 results JSON (protocol, git commit, per-seed numbers, per-epoch val bbox mAP)
 is rewritten after every finished run; progress (run k of N, epoch, val mAP,
 ETA) is printed while a run trains. ``--cfg-options`` adds config overrides
-to every run, e.g. ``--cfg-options optim_wrapper.clip_grad.max_norm=10``.
+to every run, e.g. ``--cfg-options optim_wrapper.clip_grad.max_norm=10``; an
+ablation names itself with ``--ablation``, so that several share one results
+file (a run is keyed by ablation, variant and seed; the file keeps the runs
+this call does not make)::
+
+    python benchmarks/det_accuracy_seeds.py --dataset dense --epochs 24 \\
+        --variants img+ins --seeds 0 --ablation w0.02 \\
+        --cfg-options model.cds_head.loss_weight=0.02 \\
+            model.instance_head.loss_weight=0.02 \\
+        --results benchmarks/results/det_dense_ablations_24ep.json
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not
 show.
@@ -87,11 +97,12 @@ DATASETS = {
         name='dense one-class set',
         config='configs/demo/faster-rcnn_r18-w16_fpn_cds_dense.py',
         data_dir='data/dense',
-        epochs=12,
+        epochs=24,
         num_train=200,
         num_val=50,
         num_test=200,
-        steps=(10, ),  # the config's 12-epoch step, scaled to --epochs
+        # the config's step at epoch 20 of 24, scaled to --epochs
+        steps=(10, ),
         ckpt_interval=1,  # every epoch (one kept), so a run can resume
         protocol=MODEL + ' on the generated dense one-class set (15-30 '
         'partly occluded blobs of 15-34 px per 320 px image over '
@@ -188,7 +199,8 @@ def data_options(args):
 
 
 def milestones(args):
-    """The dataset's 12-epoch lr steps, scaled to ``args.epochs``."""
+    """The dataset's lr steps (given for 12 epochs), scaled to
+    ``args.epochs``."""
     return sorted({
         max(1, round(args.epochs * f / 12))
         for f in DATASETS[args.dataset]['steps']
@@ -260,21 +272,28 @@ def train_with_progress(cmd, log, tag, epochs, state):
 
 
 def run_key(res):
-    return res['variant'], res['seed']
+    return res.get('ablation'), res['variant'], res['seed']
+
+
+def work_dir(args, variant, seed):
+    """The work dir of one run: ``[<ablation>_]<variant>_seed<seed>``."""
+    name = f'{variant}_seed{seed}'
+    return osp.join(args.work_dir,
+                    f'{args.ablation}_{name}' if args.ablation else name)
 
 
 def run_result(args, variant, seed, recorded):
     """This run's earlier result with the same options, or None."""
     opts = run_opts(args, variant, seed)
     return earlier_result(
-        recorded.get((variant, seed)),
-        osp.join(args.work_dir, f'{variant}_seed{seed}', 'result.json'), opts,
+        recorded.get((args.ablation, variant, seed)),
+        osp.join(work_dir(args, variant, seed), 'result.json'), opts,
         config_digest(DATASETS[args.dataset]['config'], opts))
 
 
 def one_run(args, variant, seed, tag, state):
     """Train, test the best-val checkpoint once; the run's result dict."""
-    work = osp.join(args.work_dir, f'{variant}_seed{seed}')
+    work = work_dir(args, variant, seed)
     opts = run_opts(args, variant, seed)
     res = run_result(args, variant, seed, state['recorded'])
     if res is not None:
@@ -314,6 +333,8 @@ def one_run(args, variant, seed, tag, state):
     ], osp.join(work, 'test.log'))
     rec = test_metrics(test_dir)
     res = dict(
+        **(dict(ablation=args.ablation, ablation_options=args.cfg_options)
+           if args.ablation else {}),
         variant=variant,
         seed=seed,
         best_epoch=epoch,
@@ -330,13 +351,23 @@ def one_run(args, variant, seed, tag, state):
     return res
 
 
-def write_results(args, commit, results, jobs):
+def other_runs(args, recorded, jobs):
+    """The recorded runs this call does not make: other ablations', and
+    its own ablation's other variants and seeds."""
+    return [
+        r for (ablation, variant, seed), r in recorded.items()
+        if ablation != args.ablation or (variant, seed) not in jobs
+    ]
+
+
+def write_results(args, commit, results, jobs, others=()):
     """The results JSON: protocol, the commit the runs started from,
-    finished runs, missing runs."""
+    finished runs (``others``: recorded runs this call does not make, kept
+    first), this call's missing runs."""
     spec = DATASETS[args.dataset]
     protocol = spec['protocol'].format(
         milestones=milestones(args), config=spec['config'], **vars(args))
-    if args.cfg_options:
+    if args.cfg_options and not args.ablation:  # an ablation's are per run
         protocol += '; cfg options ' + ' '.join(args.cfg_options)
     have = {(r['variant'], r['seed']) for r in results}
     out = dict(
@@ -349,9 +380,13 @@ def write_results(args, commit, results, jobs):
             k: repo_path(v) if k in ('work_dir', 'results') else v
             for k, v in vars(args).items()
         },
-        runs=results,
+        runs=list(others) + results,
         missing=[
-            dict(variant=v, seed=s) for v, s in jobs if (v, s) not in have
+            dict(
+                variant=v,
+                seed=s,
+                **(dict(ablation=args.ablation) if args.ablation else {}))
+            for v, s in jobs if (v, s) not in have
         ])
     with atomic_write(args.results) as f:
         json.dump(out, f, indent=1)
@@ -386,6 +421,11 @@ def parse_args(argv=None):
         nargs='+',
         default=[],
         help='key=value overrides added to every run')
+    parser.add_argument(
+        '--ablation',
+        help='name of an ablation (with --cfg-options): its runs train in '
+        '<work-dir>/<ablation>_<variant>_seed<s> and are keyed by it in the '
+        'results file')
     args = parser.parse_args(argv)
     spec = DATASETS[args.dataset]
     for key in ('data_dir', 'epochs', 'num_train', 'num_val', 'num_test'):
@@ -416,6 +456,7 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(v, s) for s in args.seeds for v in args.variants]
     state = dict(durations=[], recorded=recorded_runs(args.results, run_key))
+    others = other_runs(args, state['recorded'], jobs)
     # runs to train, for the ETA (an earlier result with other options stops
     # here, before any training)
     todo = [
@@ -440,8 +481,8 @@ def main(argv=None):
         say(f'[{tag}] test mAP {res["mAP"]:.2f}, mAP@50 {res["mAP50"]:.2f}, '
             f'best val epoch {res["best_epoch"] or "last"}/{args.epochs}')
         results.append(res)
-        write_results(args, commit, results, jobs)
-    write_results(args, commit, results, jobs)
+        write_results(args, commit, results, jobs, others)
+    write_results(args, commit, results, jobs, others)
     say(f'{len(results)}/{len(jobs)} runs; results in {args.results}')
 
     say(f'\n{DATASETS[args.dataset]["name"]} test bbox mAP (%), '

@@ -43,7 +43,15 @@ The committed ``benchmarks/results/det_grad_norms.json`` and
         supcon-1cls+warmup supcon-1cls+warmup+clip simclr-boxes shipped
 
 (about 15 minutes on 2 busy cores; the default four variants take about 10).
-``--replot`` redraws the plot from the JSON.
+``--replot`` redraws the plot from the JSON. Under the config's AdamW recipe,
+``--adam-stats`` adds the fraction of its Adam step the detector keeps in
+the shared layers (``det_step_kept``, see ``Recorder``); the committed
+``det_grad_norms_adamw*.json`` come from
+
+    python benchmarks/det_grad_norms.py --recipe demo --adam-stats \\
+        --variants shipped --iters 150 --every 25 --cds-weight 0.1 (0.02) \\
+        --out benchmarks/results/det_grad_norms_adamw(_w0.02).json \\
+        --plot resources/det_grad_norms_adamw(_w0.02).png
 
 CPU-scale evidence (one seed per call, 1 thread).
 """
@@ -89,6 +97,9 @@ def build_cfg(args, name, spec):
         if step['type'] == 'Resize':
             step['scale'] = (args.img_size, args.img_size)
     cfg.model.mode = spec['mode']
+    if args.cds_weight is not None:
+        cfg.model.cds_head.loss_weight = args.cds_weight
+        cfg.model.instance_head.loss_weight = args.cds_weight
     hooks = [h for h in cfg.custom_hooks if h['type'] != 'CDSWeightHook']
     shipped_warmup = [
         h for h in cfg.custom_hooks if h['type'] == 'CDSWeightHook'
@@ -139,9 +150,17 @@ def build_cfg(args, name, spec):
 class Recorder:
     """Wraps ``model.parse_losses``: logs every iteration's losses, and every
     ``every`` iterations each term's gradient norm in the shared parameters.
+
+    With ``adam_stats``, every iteration also follows Adam's second moment of
+    the shared parameters twice, once from the detector's gradient ``g_det``
+    alone and once from ``g_det + g_cds`` (what the optimizer sees), and logs
+    ``det_step_kept = ||g_det / sqrt(v_all)|| / ||g_det / sqrt(v_det)||``:
+    the fraction of its Adam-normalised step the detector keeps in the shared
+    layers once the CDS gradient shares the denominator (1: no
+    interference).
     """
 
-    def __init__(self, runner, every, max_iters):
+    def __init__(self, runner, every, max_iters, adam_stats=False):
         import torch
         self.torch = torch
         self.runner = runner
@@ -155,6 +174,8 @@ class Recorder:
         ]
         self.records = []
         self.inst = None
+        # Adam's betas and eps are known once the optimizer is built
+        self.adam = {} if adam_stats else None
         head = getattr(model, 'instance_head', None)
         if head is not None:
             head.projectors[0].register_forward_hook(self._projection_hook)
@@ -207,8 +228,54 @@ class Recorder:
                     if g is not None)
                 norms[key] = _finite(math.sqrt(sq))
             rec['grad_norms'] = norms
+        if self.adam is not None:
+            rec['adam'] = self._adam_step(terms)
         self.records.append(rec)
         return self._parse(losses)
+
+    def _adam_step(self, terms):
+        """Update both second moments with this iteration's gradients;
+        the detector's kept step and the CDS / detector gradient norm."""
+        torch, state = self.torch, self.adam
+        if not state:
+            opt = self.runner.optim_wrapper.optimizer
+            state.update(
+                beta2=opt.defaults['betas'][1],
+                eps=opt.defaults['eps'],
+                v_det=[torch.zeros_like(p) for p in self.shared],
+                v_all=[torch.zeros_like(p) for p in self.shared])
+        grads = {}
+        for part, keys in (('det', [k for k in terms if 'cds' not in k]),
+                           ('cds', [k for k in terms if 'cds' in k])):
+            total = sum(terms[k] for k in keys if terms[k].requires_grad)
+            if not torch.is_tensor(total):  # no such term (the baseline)
+                grads[part] = [torch.zeros_like(p) for p in self.shared]
+                continue
+            grads[part] = [
+                torch.zeros_like(p) if g is None else g.detach()
+                for p, g in zip(
+                    self.shared,
+                    torch.autograd.grad(
+                        total,
+                        self.shared,
+                        retain_graph=True,
+                        allow_unused=True))
+            ]
+        b2, eps = state['beta2'], state['eps']
+        kept_sq = alone_sq = det_sq = cds_sq = 0.0
+        for i, (gd, gc) in enumerate(zip(grads['det'], grads['cds'])):
+            state['v_det'][i].mul_(b2).addcmul_(gd, gd, value=1 - b2)
+            state['v_all'][i].mul_(b2).addcmul_(gd + gc, gd + gc, value=1 - b2)
+            # bias correction divides both moments alike: left out
+            kept_sq += float(
+                (gd / (state['v_all'][i].sqrt() + eps)).pow(2).sum())
+            alone_sq += float(
+                (gd / (state['v_det'][i].sqrt() + eps)).pow(2).sum())
+            det_sq += float(gd.pow(2).sum())
+            cds_sq += float(gc.pow(2).sum())
+        return dict(
+            det_step_kept=_finite(math.sqrt(kept_sq / max(alone_sq, 1e-30))),
+            cds_over_det=_finite(math.sqrt(cds_sq / max(det_sq, 1e-30))))
 
 
 def run_variant(args, name, spec):
@@ -224,7 +291,7 @@ def run_variant(args, name, spec):
     elif spec['supcon'] is False and spec['mode'] == 'cds':
         model.instance_head.use_labels = False
     start = time.time()
-    rec = Recorder(runner, args.every, args.iters)
+    rec = Recorder(runner, args.every, args.iters, args.adam_stats)
     diverged, message = None, None
     try:
         runner.train()
@@ -246,6 +313,13 @@ def summarise(result):
     for key in keys:
         vals = [r['grad_norms'].get(key) for r in logged]
         vals = sorted(v for v in vals if v is not None)
+        if vals:
+            out[key] = dict(
+                median=vals[len(vals) // 2], max=vals[-1], n=len(vals))
+    # after the LR warm-up, when the moments have seen 50 iterations
+    adam = [r['adam'] for r in result['records'] if 'adam' in r][50:]
+    for key in ('det_step_kept', 'cds_over_det'):
+        vals = sorted(a[key] for a in adam if a[key] is not None)
         if vals:
             out[key] = dict(
                 median=vals[len(vals) // 2], max=vals[-1], n=len(vals))
@@ -318,6 +392,15 @@ def plot(results, path):
                 color='tab:red',
                 ha='right',
                 fontsize=8)
+        adam = [(r['iter'], r['adam']['det_step_kept']) for r in res['records']
+                if 'adam' in r]
+        if adam and name != 'baseline':
+            kept = ax.twinx()
+            kept.plot(*zip(*adam), color='tab:green', lw=1.0)
+            kept.set_ylim(0, 1.05)
+            kept.set_ylabel(
+                'detector Adam step kept', fontsize=7, color='tab:green')
+            kept.tick_params(labelsize=7)
         ax.set_yscale('log')
         ax.set_ylim(1e-3, 1e4)  # a blow-up leaves the frame at the top
         ax.axvline(50, color='0.6', lw=0.6, ls='--')  # end of LR warm-up
@@ -386,6 +469,16 @@ def parse_args():
         type=float,
         default=35.0,
         help='max_norm of the gradient clipping in the +clip variants')
+    parser.add_argument(
+        '--adam-stats',
+        action='store_true',
+        help='every iteration, the fraction of its Adam step the detector '
+        'keeps in the shared layers beside the CDS gradient (two more '
+        'gradient passes an iteration)')
+    parser.add_argument(
+        '--cds-weight',
+        type=float,
+        help='loss_weight of both CDS heads (default: the config\'s)')
     parser.add_argument(
         '--replot',
         action='store_true',

@@ -80,9 +80,9 @@ def test_dense_options_point_each_split_at_its_own_files(tmp_path):
         [a['bbox'] for a in anns['val']['annotations']]
     assert cfg.model.mode == 'cds' and cfg.model.instance_head is None
     assert cfg.optim_wrapper.clip_grad.max_norm == 10
-    # the config's own 12-epoch schedule, val and a checkpoint every epoch
-    assert cfg.train_cfg.max_epochs == 12 and cfg.train_cfg.val_interval == 1
-    assert cfg.param_scheduler[1].milestones == [10]
+    # the config's own 24-epoch schedule, val and a checkpoint every epoch
+    assert cfg.train_cfg.max_epochs == 24 and cfg.train_cfg.val_interval == 1
+    assert cfg.param_scheduler[1].milestones == [20]
     assert cfg.default_hooks.checkpoint.interval == 1
     assert cfg.default_hooks.checkpoint.save_best == 'coco/bbox_mAP'
 
@@ -266,3 +266,37 @@ def test_results_name_no_machine_path_of_the_repo(tmp_path):
     with open(args.results) as f:
         recorded = json.load(f)['args']
     assert recorded['work_dir'] == osp.join('work_dirs', 'x')
+
+
+def test_an_ablation_trains_apart_and_the_file_keeps_the_other_runs(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, 'build_data', lambda args: None)
+    monkeypatch.setattr(bench, 'train_with_progress', fake_train)
+    monkeypatch.setattr(bench, 'run', fake_test)
+    results = str(tmp_path / 'det.json')
+    argv = [
+        '--dataset', 'dense', '--work-dir',
+        str(tmp_path / 'work'), '--data-dir',
+        str(tmp_path / 'dense'), '--seeds', '0', '--epochs', '2', '--results',
+        results
+    ]
+    bench.main(argv + ['--variants', 'off'])
+    opts = ['model.cds_head.loss_weight=0.02']
+    bench.main(
+        argv +
+        ['--variants', 'img', '--ablation', 'w0.02', '--cfg-options', *opts])
+    assert osp.isfile(tmp_path / 'work' / 'w0.02_img_seed0' / 'result.json')
+    with open(results) as f:
+        runs = json.load(f)['runs']
+    assert [(r.get('ablation'), r['variant'])
+            for r in runs] == [(None, 'off'), ('w0.02', 'img')]
+    assert runs[1]['ablation_options'] == opts
+    assert runs[1]['cfg_options'][-1] == opts[0]
+    # another variant alone keeps both; the same variant without the
+    # ablation is another run
+    monkeypatch.setattr(bench, 'run', fake_test)
+    bench.main(argv + ['--variants', 'img'])
+    with open(results) as f:
+        runs = json.load(f)['runs']
+    assert [(r.get('ablation'), r['variant'])
+            for r in runs] == [(None, 'off'), ('w0.02', 'img'), (None, 'img')]

@@ -185,3 +185,43 @@ def test_ablation_table_starts_with_the_shipped_runs_it_compares_to():
     assert ('| w0.3 CDS − shipped baseline | 1, 2 | +4.00, +4.00 | '
             '4.00 ± 0.00 |') in text
     assert 'every2 CDS −' not in text
+
+
+def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
+
+    def run(variant, seed, val, test, **extra):
+        return dict(
+            variant=variant,
+            seed=seed,
+            mAP=test,
+            best_epoch=24,
+            val_mAP=[dict(epoch=1, mAP=val - 5),
+                     dict(epoch=24, mAP=val)],
+            **extra)
+
+    shipped = dict(runs=[
+        run('off', 0, 76.9, 75.0),
+        run('img+ins', 0, 71.0, 69.3),
+        run('img+ins', 1, 70.0, 68.0)
+    ])
+    opts = ['model.cds_head.loss_weight=0.02']
+    data = dict(
+        date='2026-12-03',
+        benchmark='benchmarks/det_accuracy_seeds.py',
+        args=dict(epochs=24),
+        runs=[
+            run('img+ins',
+                0,
+                74.5,
+                73.1,
+                ablation='w0.02',
+                ablation_options=opts)
+        ])
+    text = tables.render_det_dense_ablations(data, shipped=shipped)
+    rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
+    assert rows == [
+        '| shipped | none | CDS image + instance (shipped) | 0 | 71.00 | '
+        '69.30 | 24 |',
+        '| w0.02 | `model.cds_head.loss_weight=0.02` | CDS image + instance '
+        '(shipped) | 0 | 74.50 | 73.10 | 24 |'
+    ]
