@@ -56,8 +56,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
-                               git_commit, mean_std, recorded_runs, run, say,
-                               twin_run, watch_training)
+                               git_commit, mean_std, other_runs, recorded_runs,
+                               run, say, twin_run, watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -297,15 +297,6 @@ def child_env(args):
         env['OMP_NUM_THREADS'] = str(
             max(1, (os.cpu_count() or 1) // args.parallel))
     return env
-
-
-def other_runs(recorded, variant, jobs):
-    """The recorded runs this call does not make: other variants', and its
-    own variant's other modes and seeds."""
-    return [
-        r for (v, mode, seed), r in recorded.items()
-        if v != variant or (mode, seed) not in jobs
-    ]
 
 
 def write_results(args, commit, results, jobs, others=()):

@@ -106,6 +106,17 @@ def recorded_runs(path: str, key: Callable[[dict],
         return {key(r): r for r in json.load(f)['runs']}
 
 
+def other_runs(recorded: Dict[Hashable, dict], name: Optional[str],
+               jobs: List[tuple]) -> List[dict]:
+    """The ``recorded`` runs (keyed ``(name, *job)``) a call for the ablation
+    ``name`` and its ``jobs`` does not make: other ablations', and its own
+    ablation's other jobs; a results file keeps them."""
+    return [
+        r for (other, *job), r in recorded.items()
+        if other != name or tuple(job) not in jobs
+    ]
+
+
 def config_digest(config: str, opts: List[str]) -> str:
     """Digest of the config ``tools/train.py`` runs: ``config`` (a path in
     the repo, its ``_base_`` files included) merged with the

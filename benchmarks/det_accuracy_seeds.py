@@ -66,8 +66,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
-                               git_commit, mean_std, recorded_runs, run, say,
-                               watch_training)
+                               git_commit, mean_std, other_runs, recorded_runs,
+                               run, say, watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -351,15 +351,6 @@ def one_run(args, variant, seed, tag, state):
     return res
 
 
-def other_runs(args, recorded, jobs):
-    """The recorded runs this call does not make: other ablations', and
-    its own ablation's other variants and seeds."""
-    return [
-        r for (ablation, variant, seed), r in recorded.items()
-        if ablation != args.ablation or (variant, seed) not in jobs
-    ]
-
-
 def write_results(args, commit, results, jobs, others=()):
     """The results JSON: protocol, the commit the runs started from,
     finished runs (``others``: recorded runs this call does not make, kept
@@ -456,7 +447,7 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(v, s) for s in args.seeds for v in args.variants]
     state = dict(durations=[], recorded=recorded_runs(args.results, run_key))
-    others = other_runs(args, state['recorded'], jobs)
+    others = other_runs(state['recorded'], args.ablation, jobs)
     # runs to train, for the ETA (an earlier result with other options stops
     # here, before any training)
     todo = [
