@@ -27,8 +27,9 @@ The groups:
   (layer3, 4);
 - detection: Faster R-CNN R50-FPN of ``configs/cds_detection/``
   (``init_cfg=None``), batch 2 at ``--det-size``, 3 random boxes per image;
-  also image + instance-level CDS and the naive alternative that runs
-  ``detector.loss`` on both views (``--variants``);
+  also the image-level head without its 3x3 conv (each FPN level pooled,
+  then the MLP), the naive alternative that runs ``detector.loss`` on both
+  views, and image + instance-level CDS (only with ``--variants``);
 - inference: the wrapper's ``predict()``, the model exported by
   ``tools/export_plain.py`` (``strict=True``) and the plain upstream model,
   through ``test_step``.
@@ -81,6 +82,8 @@ DET_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds_1x_coco.py'
 DET_INS_CONFIG = 'configs/cds_detection/faster-rcnn_r50_fpn_cds-ins_1x_coco.py'
 MLP_HEAD = dict(projector=dict(type='MLPProjector'))
 CP_HEAD = dict(projector=dict(type='SepConvProjector', with_cp=True))
+# the FPN head without its 3x3 conv: each level pooled, then the MLP
+POOL_HEAD = dict(projector=dict(num_convs=0))
 # name -> (label, config, model changes, step); step: 'train' (the model's
 # train_step), 'floor', 'naive', or an int k: k train steps per timed call
 CLS_TRAIN = {
@@ -111,13 +114,15 @@ DET_TRAIN = {
     'floor': ('two-view floor (view 2 through backbone + neck)', DET_CONFIG,
               {}, 'floor'),
     'cds': ('CDS image-level (P2-P5)', DET_CONFIG, {}, 'train'),
+    'cds_pool': ('CDS image-level, pooled levels (`projector.num_convs=0`)',
+                 DET_CONFIG, dict(cds_head=POOL_HEAD), 'train'),
     'cds_ins': ('CDS image + instance', DET_INS_CONFIG, {}, 'train'),
     'naive': ('naive: `detector.loss` on both views', DET_CONFIG,
               dict(mode='off'), 'naive'),
 }
 GROUPS = {'cls': CLS_TRAIN, 'det': DET_TRAIN}
 DEFAULT_VARIANTS = [f'cls/{v}' for v in CLS_TRAIN
-                    ] + ['det/baseline', 'det/floor', 'det/cds', 'det/naive']
+                    ] + [f'det/{v}' for v in DET_TRAIN if v != 'cds_ins']
 
 
 def load_export_tool():

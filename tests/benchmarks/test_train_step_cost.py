@@ -51,3 +51,15 @@ def test_table_shows_flops_against_the_floor():
             cds=dict(row, gflop=4.4)))
     row = '| cls | cds | 1.0 | 1.00 | 1.00 | 1 | 1.00 | 1.00 | 4.40 | 1.10 |'
     assert row in cost.render_train_step_cost(data)
+
+
+def test_pooled_det_variant_drops_only_the_conv_of_the_shipped_head():
+    """``det/cds_pool`` is the shipped FPN head minus its 3x3 conv: same
+    widths, loss and taps (the change merges into the config's head)."""
+    _, _, config, changes, _ = cost.variant('det/cds_pool')
+    shipped, _ = cost.model_cfg(config, {}, det=True)
+    pooled, _ = cost.model_cfg(config, changes, det=True)
+    assert shipped.cds_head.projector.num_convs == 1
+    assert pooled.cds_head.projector.pop('num_convs') == 0
+    shipped.cds_head.projector.pop('num_convs')
+    assert pooled.cds_head == shipped.cds_head
