@@ -307,19 +307,16 @@ def run_variant(args, name, spec):
 
 def summarise(result):
     """Per term: median and max gradient norm over the logged iterations."""
-    out = OrderedDict()
-    logged = [r for r in result['records'] if 'grad_norms' in r]
-    keys = list(dict.fromkeys(k for r in logged for k in r['grad_norms']))
-    for key in keys:
-        vals = [r['grad_norms'].get(key) for r in logged]
-        vals = sorted(v for v in vals if v is not None)
-        if vals:
-            out[key] = dict(
-                median=vals[len(vals) // 2], max=vals[-1], n=len(vals))
+    logged = [r['grad_norms'] for r in result['records'] if 'grad_norms' in r]
     # after the LR warm-up, when the moments have seen 50 iterations
     adam = [r['adam'] for r in result['records'] if 'adam' in r][50:]
-    for key in ('det_step_kept', 'cds_over_det'):
-        vals = sorted(a[key] for a in adam if a[key] is not None)
+    series = [(key, [g.get(key) for g in logged])
+              for key in dict.fromkeys(k for g in logged for k in g)]
+    series += [(key, [a[key] for a in adam])
+               for key in ('det_step_kept', 'cds_over_det')]
+    out = OrderedDict()
+    for key, vals in series:
+        vals = sorted(v for v in vals if v is not None)
         if vals:
             out[key] = dict(
                 median=vals[len(vals) // 2], max=vals[-1], n=len(vals))
