@@ -260,11 +260,14 @@ def train_with_progress(cmd, log, tag, epochs, state):
     """Run the training subprocess; print its epoch, last val mAP and the
     ETAs."""
 
+    began = time.time()
+
     def report(line, val, left):
         if val:
             line += f', val mAP {100 * float(val[1]):.1f} (epoch {val[0]})'
+        # before a run has finished, the queued ones take as long as this
         per_run = statistics.mean(state['durations']) \
-            if state['durations'] else left
+            if state['durations'] else time.time() - began + left
         say(f'[{tag}] {line}; ETA this run {left / 60:.0f} min, all '
             f'{(left + state["queued"] * per_run) / 60:.0f} min')
 

@@ -300,3 +300,20 @@ def test_an_ablation_trains_apart_and_the_file_keeps_the_other_runs(
         runs = json.load(f)['runs']
     assert [(r.get('ablation'), r['variant'])
             for r in runs] == [(None, 'off'), ('w0.02', 'img'), (None, 'img')]
+
+
+def test_eta_of_all_runs_counts_the_queued_ones_at_this_runs_pace(
+        monkeypatch, capsys):
+    """Near the end of the first run, 2 queued runs still take 2 runs' time
+    (not 2 x the minute this one has left)."""
+    clock = iter([1000.0, 2140.0])  # the run began, then the report
+    monkeypatch.setattr(bench.time, 'time', lambda: next(clock))
+
+    def watch(cmd, log, epochs, val_re, report):
+        report('epoch 24/24 iter 40/50', ('23', '0.757'), 60.0)
+
+    monkeypatch.setattr(bench, 'watch_training', watch)
+    state = dict(durations=[], queued=2)
+    bench.train_with_progress([], 'log', 'run 2/9', 24, state)
+    out = capsys.readouterr().out
+    assert 'ETA this run 1 min, all 41 min' in out, out
