@@ -1,4 +1,5 @@
 """CDS around any mmdet detector, built from its config."""
+import contextlib
 import copy
 from typing import Dict, Optional, Tuple, Union
 
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from ..taps import FeatureTaps
 from ..utils.build_scope import build_scope
+from ..utils.norm_stats import frozen_running_stats
 from ..utils.plain_checkpoint import load_plain_checkpoints
 
 DET_MODES = ('cds', 'off')
@@ -42,6 +44,11 @@ class CDSDetector(BaseDetector):
             over ground-truth boxes in both views).
         mode (str): ``'cds'`` or ``'off'`` (the plain detector trained on the
             same data, for baselines). Defaults to ``'cds'``.
+        view2_norm_stats (bool): Whether view 2's pass updates the running
+            statistics of the detector's BatchNorms (those in training
+            mode). Defaults to False: evaluation sees images of view 1's
+            recipe, so the running statistics track view 1 only, as in the
+            baseline (view 2 still normalises with its own batch statistics).
         probe_size (int): Side of the dummy image used to probe the tapped
             channels. Defaults to 128.
         data_preprocessor (dict, optional): Defaults to mmdet's
@@ -61,6 +68,7 @@ class CDSDetector(BaseDetector):
                  cds_head: Optional[dict] = None,
                  instance_head: Optional[dict] = None,
                  mode: str = 'cds',
+                 view2_norm_stats: bool = False,
                  probe_size: int = 128,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -80,6 +88,7 @@ class CDSDetector(BaseDetector):
                 data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.detector = MODELS.build(detector)
         self.mode = mode
+        self.view2_norm_stats = view2_norm_stats
         self.cds_head = self._build_head(cds_head, 'cds_head', probe_size)
         self.instance_head = self._build_head(instance_head, 'instance_head',
                                               probe_size)
@@ -131,7 +140,7 @@ class CDSDetector(BaseDetector):
 
         with self.taps.capture() as tapped1:
             losses = self.detector.loss(inputs1, samples1)
-        with self.taps.capture() as tapped2:
+        with self.taps.capture() as tapped2, self._view2_norms():
             if self._view2_needs_neck:
                 self.detector.extract_feat(inputs2)
             else:
@@ -153,6 +162,13 @@ class CDSDetector(BaseDetector):
                     [s.gt_instances.labels for s in samples1],
                     (inputs1.shape[-2:], inputs2.shape[-2:])))
         return losses
+
+    def _view2_norms(self):
+        """Context of view 2's pass: BatchNorm running statistics frozen
+        unless ``view2_norm_stats``."""
+        if self.view2_norm_stats:
+            return contextlib.nullcontext()
+        return frozen_running_stats(self.detector)
 
     def predict(self,
                 batch_inputs: Tensor,

@@ -72,6 +72,30 @@ def test_losses_heads_and_view2_stops_at_the_neck(demo_cfg):
     assert not any(m._forward_hooks for m in model.detector.neck.modules())
 
 
+def norm_buffers(module):
+    return {
+        k: v
+        for k, v in module.state_dict().items()
+        if k.rsplit('.', 1)[-1] in ('running_mean', 'running_var',
+                                    'num_batches_tracked')
+    }
+
+
+@pytest.mark.parametrize('view2_norm_stats', [False, True])
+def test_view2_updates_norm_running_stats_only_when_asked(
+        demo_cfg, view2_norm_stats):
+    model = build(demo_cfg, view2_norm_stats=view2_norm_stats).train()
+    plain = copy.deepcopy(model.detector)
+    data = two_view_batch(model)
+    view1_samples = copy.deepcopy(data['data_samples']['main'])
+    model.loss(data['inputs'], data['data_samples'])
+    plain.loss(data['inputs']['main'], view1_samples)
+    got, view1_only = norm_buffers(model.detector), norm_buffers(plain)
+    assert len(got) == 3 * 20  # every BatchNorm of the ResNet-18
+    same = all(torch.equal(got[k], view1_only[k]) for k in got)
+    assert same != view2_norm_stats
+
+
 def test_no_box_batch_gives_zero_instance_loss_and_finite_grads(demo_cfg):
     model = build(demo_cfg).train()
     data = two_view_batch(model, num_items=(0, 0))
