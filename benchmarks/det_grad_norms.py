@@ -27,8 +27,8 @@ Variants (``--variants``):
   setting).
 - ``simclr-boxes``: SimCLR over boxes (the head's one-class fallback), no
   warm-up.
-- ``shipped``: the dense CDS config's heads and hooks as shipped (SimCLR
-  fallback for one-class batches, CDS warm-up over 50 iterations).
+- ``shipped``: the dense CDS config's instance head and hooks as shipped
+  (SimCLR fallback for one-class batches, CDS warm-up over 50 iterations).
 - ``shipped+clip``: the same with gradient clipping at ``--clip-norm``.
 
 ``--recipe issue`` (default) trains with the demo recipe of the issue's time
@@ -66,6 +66,9 @@ from collections import OrderedDict
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/demo/faster-rcnn_r18-w16_fpn_cds_dense.py'
+# the recipe of issue #13 had both heads; the dense config now ships the
+# instance head alone, so the image-level one comes from the shapes demo
+IMAGE_HEAD_CONFIG = 'configs/demo/faster-rcnn_r18-w16_fpn_cds_shapes.py'
 VARIANTS = OrderedDict([
     ('baseline', dict(mode='off', supcon=False, warmup=False, clip=False)),
     ('supcon-1cls', dict(mode='cds', supcon=True, warmup=False, clip=False)),
@@ -86,7 +89,8 @@ def _finite(x):
 
 
 def build_cfg(args, name, spec):
-    """The dense CDS config, shortened to ``args.iters`` and changed as the
+    """The dense CDS config with the image-level head of the shapes demo at
+    the instance head's weight, shortened to ``args.iters`` and changed as the
     variant says."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO, CONFIG))
@@ -97,6 +101,9 @@ def build_cfg(args, name, spec):
         if step['type'] == 'Resize':
             step['scale'] = (args.img_size, args.img_size)
     cfg.model.mode = spec['mode']
+    cfg.model.cds_head = Config.fromfile(osp.join(
+        REPO, IMAGE_HEAD_CONFIG)).model.cds_head
+    cfg.model.cds_head.loss_weight = cfg.model.instance_head.loss_weight
     if args.cds_weight is not None:
         cfg.model.cds_head.loss_weight = args.cds_weight
         cfg.model.instance_head.loss_weight = args.cds_weight
