@@ -1,9 +1,12 @@
-"""Baseline vs image-level CDS vs image + instance CDS bbox mAP, several seeds;
-prints one table.
+"""Baseline vs CDS bbox mAP (image-level, instance-level or both heads),
+several seeds; prints one table.
 
 Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN
 32 channels) on the same images, epochs and seeds; only ``model.mode`` /
-``model.instance_head`` differ. Two data sets (``--dataset``):
+``model.cds_head`` / ``model.instance_head`` differ (``--variants``: ``off``,
+``img``, ``ins``, ``img+ins``; those of the config's heads by default: the
+mosaic config has both, the dense one the instance head alone). Two data sets
+(``--dataset``):
 
 * ``mosaic`` (default): the Fashion-MNIST mosaic (real objects, 10 classes).
   It is built with ``num_train + num_val`` images from the training IDX files,
@@ -31,20 +34,22 @@ and the mosaic one, e.g.
 
 Resumable: a run whose ``result.json`` exists with the same options and
 config (digest of the merged config), or which the ``--results`` file already
-holds so, is not repeated; a dense run cut short resumes from its last epoch
-(mosaic runs keep today's one checkpoint at the end, so they start again). The
-results JSON (protocol, git commit, per-seed numbers, per-epoch val bbox mAP)
-is rewritten after every finished run; progress (run k of N, epoch, val mAP,
-ETA) is printed while a run trains. ``--cfg-options`` adds config overrides
-to every run, e.g. ``--cfg-options optim_wrapper.clip_grad.max_norm=10``; an
-ablation names itself with ``--ablation``, so that several share one results
-file (a run is keyed by ablation, variant and seed; the file keeps the runs
-this call does not make)::
+holds so, is not repeated; a run of the same config under another name (e.g.
+an ablation whose option has since become the config's default) in a results
+JSON beside ``--results`` is taken, with ``taken_from`` naming it; a dense
+run cut short resumes from its last epoch (mosaic runs keep today's one
+checkpoint at the end, so they start again). The results JSON (protocol, git
+commit, per-seed numbers, per-epoch val bbox mAP) is rewritten after every
+finished run; progress (run k of N, epoch, val mAP, ETA) is printed while a
+run trains. ``--cfg-options`` adds config overrides to every run, e.g.
+``--cfg-options optim_wrapper.clip_grad.max_norm=10``; an ablation names
+itself with ``--ablation``, so that several share one results file (a run is
+keyed by ablation, variant and seed; the file keeps the runs this call does
+not make)::
 
     python benchmarks/det_accuracy_seeds.py --dataset dense --epochs 24 \\
-        --variants img+ins --seeds 0 --ablation w0.02 \\
-        --cfg-options model.cds_head.loss_weight=0.02 \\
-            model.instance_head.loss_weight=0.02 \\
+        --variants ins --seeds 0 --ablation w0.02 \\
+        --cfg-options model.instance_head.loss_weight=0.02 \\
         --results benchmarks/results/det_dense_ablations_24ep.json
 
 CPU-scale evidence only (2 cores); see the README for what it does and does not
@@ -67,7 +72,7 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
                                git_commit, mean_std, other_runs, recorded_runs,
-                               run, say, watch_training)
+                               run, say, twin_run, watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -112,10 +117,13 @@ DATASETS = {
         'x0.1 at epochs {milestones}; val bbox mAP every epoch, the best-val '
         'checkpoint tested once; config {config}'),
 }
+# name: (label, options, the config's heads it needs)
 VARIANTS = {
-    'off': ('baseline', ['model.mode=off']),
-    'img': ('CDS image-level', ['model.instance_head=None']),
-    'img+ins': ('CDS image + instance', [])
+    'off': ('baseline', ['model.mode=off'], ()),
+    'img': ('CDS image-level', ['model.instance_head=None'], ('cds_head', )),
+    'ins':
+    ('CDS instance-level', ['model.cds_head=None'], ('instance_head', )),
+    'img+ins': ('CDS image + instance', [], ('cds_head', 'instance_head'))
 }
 SPLIT_ANNS = ('annotations/instances_train-split.json',
               'annotations/instances_val-split.json')
@@ -205,6 +213,15 @@ def milestones(args):
         max(1, round(args.epochs * f / 12))
         for f in DATASETS[args.dataset]['steps']
     })
+
+
+def config_heads(config):
+    """The CDS heads ``config`` sets (of ``cds_head`` and ``instance_head``)
+    and the variant that is ``config`` as it is."""
+    from mmengine.config import Config
+    model = Config.fromfile(here(config), import_custom_modules=False).model
+    heads = tuple(k for k in ('cds_head', 'instance_head') if model.get(k))
+    return heads, next(v for v, spec in VARIANTS.items() if spec[2] == heads)
 
 
 def run_opts(args, variant, seed):
@@ -303,6 +320,25 @@ def one_run(args, variant, seed, tag, state):
         say(f'[{tag}] finished before with the same options, not repeated')
         return res
     os.makedirs(work, exist_ok=True)
+    config = DATASETS[args.dataset]['config']
+    twin = twin_run(config_digest(config, opts), args.results, args.work_dir)
+    if twin is not None:
+        say(f"[{tag}] the run in {osp.dirname(twin['checkpoint'])} trained "
+            'this config already; its result is taken')
+        res = {
+            k: v
+            for k, v in twin.items()
+            if k not in ('ablation', 'ablation_options', 'note')
+        }
+        res.update(
+            **ablation_fields(args),
+            variant=variant,
+            seed=seed,
+            cfg_options=opts,
+            taken_from=osp.dirname(twin['checkpoint']))
+        with atomic_write(osp.join(work, 'result.json')) as f:
+            json.dump(res, f, indent=1)
+        return res
     # a cut-short run resumes only with its own options
     opts_file = osp.join(work, 'run_options.json')
     resume = osp.isfile(osp.join(work, 'last_checkpoint'))
@@ -316,8 +352,7 @@ def one_run(args, variant, seed, tag, state):
     if not resume:  # a best checkpoint of a run cut short would stay
         for path in glob.glob(osp.join(work, 'best_*.pth')):
             os.remove(path)
-    config, py, start = DATASETS[args.dataset]['config'], sys.executable, \
-        time.time()
+    py, start = sys.executable, time.time()
     say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
     train_with_progress([
         py, 'tools/train.py', config, '--work-dir', work,
@@ -336,8 +371,7 @@ def one_run(args, variant, seed, tag, state):
     ], osp.join(work, 'test.log'))
     rec = test_metrics(test_dir)
     res = dict(
-        **(dict(ablation=args.ablation, ablation_options=args.cfg_options)
-           if args.ablation else {}),
+        **ablation_fields(args),
         variant=variant,
         seed=seed,
         best_epoch=epoch,
@@ -354,6 +388,12 @@ def one_run(args, variant, seed, tag, state):
     return res
 
 
+def ablation_fields(args):
+    """What a run of an ablation records of it."""
+    return dict(ablation=args.ablation, ablation_options=args.cfg_options) \
+        if args.ablation else {}
+
+
 def write_results(args, commit, results, jobs, others=()):
     """The results JSON: protocol, the commit the runs started from,
     finished runs (``others``: recorded runs this call does not make, kept
@@ -367,6 +407,8 @@ def write_results(args, commit, results, jobs, others=()):
     out = dict(
         benchmark='benchmarks/det_accuracy_seeds.py',
         protocol=protocol,
+        # the variant that is the config as it is
+        shipped_variant=config_heads(spec['config'])[1],
         git_commit=commit,
         date=datetime.date.today().isoformat(),
         # paths inside the repo relative to it: no machine path is recorded
@@ -402,8 +444,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--variants',
         nargs='+',
-        default=list(VARIANTS),
-        choices=list(VARIANTS))
+        choices=list(VARIANTS),
+        help="default: 'off', 'img' when the config has an image-level head, "
+        'and the variant that is the config as it is')
     parser.add_argument(
         '--work-dir', help='default: work_dirs/bench_det_accuracy or _dense')
     parser.add_argument(
@@ -428,6 +471,15 @@ def parse_args(argv=None):
     if args.work_dir is None:
         args.work_dir = 'work_dirs/bench_det_' + dict(
             mosaic='accuracy', dense='dense')[args.dataset]
+    heads, shipped = config_heads(spec['config'])
+    if args.variants is None:  # with the image-level head, it alone too
+        args.variants = list(
+            dict.fromkeys(['off'] + ['img'] * ('cds_head' in heads) +
+                          [shipped]))
+    for variant in args.variants:
+        for head in set(VARIANTS[variant][2]) - set(heads):
+            parser.error(f'--variants {variant} needs model.{head}, which '
+                         f"{spec['config']} sets to None")
     if min(args.epochs, args.num_train, args.num_val, args.num_test) < 1:
         parser.error('--epochs, --num-train, --num-val and --num-test must '
                      'be >= 1')

@@ -265,8 +265,24 @@ def render_det_accuracy(data: dict) -> str:
 DET_NAMES = {
     'off': 'baseline (`model.mode=off`)',
     'img': 'CDS image-level (`model.instance_head=None`)',
-    'img+ins': 'CDS image + instance (shipped)'
+    'ins': 'CDS instance-level (`model.cds_head=None`)',
+    'img+ins': 'CDS image + instance'
 }
+
+
+def _det_name(variant: str, data: dict) -> str:
+    """A variant's label; the config as it is (``shipped_variant``) needs no
+    option."""
+    name = DET_NAMES.get(variant, variant)
+    if variant == data.get('shipped_variant'):
+        return name.split(' (')[0] + ' (shipped)'
+    return name
+
+
+def _note(data: dict) -> List[str]:
+    """A results file's ``note`` (e.g. the config it was made with), as
+    lines after the caption."""
+    return [data['note'], ''] if data.get('note') else []
 
 
 def render_det_dense_accuracy(data: dict) -> str:
@@ -279,7 +295,7 @@ def render_det_dense_accuracy(data: dict) -> str:
         f"Measured on {data['date']} at commit `{commit[:12]}`{dirty} "
         f"(`{data['benchmark']}`): {data['protocol']}. Mean ± sample std "
         'over the seeds listed.', ''
-    ]
+    ] + _note(data)
     lines += [
         '| method | seeds | test bbox mAP (%) | test mAP@50 (%) | '
         'mAP per seed | best val mAP (%) | best val epoch '
@@ -288,15 +304,15 @@ def render_det_dense_accuracy(data: dict) -> str:
     for variant, runs in groups.items():
         best_val = [_best_val(r) for r in runs]
         lines.append(
-            f'| {DET_NAMES.get(variant, variant)} | {seeds_of(runs)} | '
+            f'| {_det_name(variant, data)} | {seeds_of(runs)} | '
             f'{mean_std([r["mAP"] for r in runs])} | '
             f'{mean_std([r["mAP50"] for r in runs])} | '
             f'{per_seed(runs, "mAP")} | {mean_std(best_val)} | '
             f'{", ".join(str(r["best_epoch"] or "last") for r in runs)} |')
     names = {v: n.split(' (')[0] for v, n in DET_NAMES.items()}
-    lines += paired_differences(groups, (('img', 'off'), ('img+ins', 'off'),
-                                         ('img+ins', 'img')), 'mAP', names,
-                                'test bbox mAP')
+    pairs = (('img', 'off'), ('ins', 'off'), ('img+ins', 'off'),
+             ('img+ins', 'img'), ('img+ins', 'ins'))
+    lines += paired_differences(groups, pairs, 'mAP', names, 'test bbox mAP')
     missing = data.get('missing') or []
     if missing:
         lines += [
@@ -315,8 +331,9 @@ def _best_val(run: dict) -> float:
 def render_det_dense_ablations(data: dict,
                                shipped: Optional[dict] = None) -> str:
     """One row per ablation (``--ablation``) of the dense detection study,
-    each after the shipped config's runs of the same method and seeds from
-    ``shipped``; best val bbox mAP (what a choice rests on) and test."""
+    each after the runs of the config as it is of the same method and seeds
+    from ``shipped`` (rows "as is"); best val bbox mAP (what a choice rests
+    on) and test."""
     shipped_runs = (shipped or {}).get('runs', [])
     ablations = by_key(
         [dict(r, row=(r['variant'], r['ablation'])) for r in data['runs']],
@@ -329,13 +346,14 @@ def render_det_dense_ablations(data: dict,
             if r['variant'] == variant and r['seed'] in seeds
         ]
         if base:
-            groups.setdefault(('shipped', variant), base)
+            groups.setdefault(('as is', variant), base)
         groups[(name, variant)] = runs
     lines = [
         f"Measured on {data['date']} (`{data['benchmark']}`), the protocol "
         f"above at {data['args']['epochs']} epochs; each row adds its "
-        'options to the shipped config (rows "shipped": the shipped config '
-        'on the same seeds, from the table above).', '',
+        'options to the config of the table above (rows "as is": that config '
+        'on the same seeds, from that table).', ''
+    ] + _note(data) + [
         '| ablation | options | method | seeds | best val mAP (%) | '
         'test bbox mAP (%) | best val epoch |', '|---|---|---|---|---|---|---|'
     ]
@@ -343,7 +361,7 @@ def render_det_dense_ablations(data: dict,
         extra = runs[0].get('ablation_options', [])
         options = f"`{' '.join(extra)}`" if extra else 'none'
         lines.append(
-            f'| {name} | {options} | {DET_NAMES.get(variant, variant)} | '
+            f'| {name} | {options} | {_det_name(variant, data)} | '
             f'{seeds_of(runs)} | {mean_std([_best_val(r) for r in runs])} | '
             f'{mean_std([r["mAP"] for r in runs])} | '
             f'{", ".join(str(r["best_epoch"] or "last") for r in runs)} |')
@@ -415,14 +433,17 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'det_accuracy': render_det_accuracy,
     'det_dense_accuracy': render_det_dense_accuracy,
     'det_dense_accuracy_24ep': render_det_dense_accuracy,
-    'det_dense_ablations_24ep': render_det_dense_ablations,
+    'det_dense_both_heads_24ep': render_det_dense_accuracy,
+    'det_dense_both_heads_ablations_24ep': render_det_dense_ablations,
     'train_step_cost': render_train_step_cost,
 }
 
 # further results a table shows: renderer keyword -> results name
 INPUTS = {
-    'cls_ablations': dict(shipped='cls_accuracy'),
-    'det_dense_ablations_24ep': dict(shipped='det_dense_accuracy_24ep')
+    'cls_ablations':
+    dict(shipped='cls_accuracy'),
+    'det_dense_both_heads_ablations_24ep':
+    dict(shipped='det_dense_both_heads_24ep')
 }
 
 

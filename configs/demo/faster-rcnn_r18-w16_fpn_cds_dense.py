@@ -14,8 +14,8 @@ metainfo = dict(classes=('object', ))
 # baseline's on 3 seeds, without it at the baseline's level (README, "Dense
 # one-class scenes"). Weight 0.01, not the shapes demo's 0.1: under AdamW the
 # CDS gradient in the shared backbone + neck shrinks the detector's
-# normalised step there (benchmarks/det_grad_norms.py --adam-stats); 0.01 was
-# best on val at 24 epochs among 0.01 / 0.02 / 0.05 / 0.1.
+# normalised step there (benchmarks/det_grad_norms.py --adam-stats); with
+# both heads, 0.01 was best on val at 24 epochs among 0.01 / 0.02 / 0.05 / 0.1.
 model = dict(
     detector=dict(roi_head=dict(bbox_head=dict(num_classes=1))),
     cds_head=None,

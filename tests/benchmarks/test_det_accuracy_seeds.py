@@ -58,7 +58,7 @@ def test_dense_options_point_each_split_at_its_own_files(tmp_path):
                       'optim_wrapper.clip_grad.max_norm=10')
     bench.build_data(args)
     cfg = merged_config(bench.DATASETS['dense']['config'],
-                        bench.run_opts(args, 'img', 0))
+                        bench.run_opts(args, 'ins', 0))
     anns = {}
     for split in ('train', 'val', 'test'):
         ds = cfg[f'{split}_dataloader'].dataset
@@ -78,7 +78,8 @@ def test_dense_options_point_each_split_at_its_own_files(tmp_path):
     assert [a['bbox'] for a in anns['test']['annotations']
             if a['image_id'] == anns['test']['images'][0]['id']] != \
         [a['bbox'] for a in anns['val']['annotations']]
-    assert cfg.model.mode == 'cds' and cfg.model.instance_head is None
+    assert cfg.model.mode == 'cds' and cfg.model.cds_head is None
+    assert cfg.model.instance_head.type == 'InstanceCDSHead'
     assert cfg.optim_wrapper.clip_grad.max_norm == 10
     # the config's own 24-epoch schedule, val and a checkpoint every epoch
     assert cfg.train_cfg.max_epochs == 24 and cfg.train_cfg.val_interval == 1
@@ -150,18 +151,60 @@ def test_a_recorded_run_with_other_options_or_seed_is_trained(
 
 def test_a_result_json_in_the_work_dir_is_not_repeated(tmp_path, no_training):
     args = dense_args(tmp_path)
-    work = tmp_path / 'work' / 'img_seed1'
+    work = tmp_path / 'work' / 'ins_seed1'
     work.mkdir(parents=True)
-    opts = bench.run_opts(args, 'img', 1)
+    opts = bench.run_opts(args, 'ins', 1)
     (work / 'result.json').write_text(
-        json.dumps(dict(variant='img', seed=1, mAP=2.0, cfg_options=opts)))
-    assert bench.one_run(args, 'img', 1, 'run 1/1',
+        json.dumps(dict(variant='ins', seed=1, mAP=2.0, cfg_options=opts)))
+    assert bench.one_run(args, 'ins', 1, 'run 1/1',
                          state_for(args))['mAP'] == 2.0
     (work / 'result.json').write_text(
-        json.dumps(dict(variant='img', seed=1, mAP=2.0, cfg_options=[])))
+        json.dumps(dict(variant='ins', seed=1, mAP=2.0, cfg_options=[])))
     with pytest.raises(SystemExit, match='other options'):
-        bench.one_run(args, 'img', 1, 'run 1/1', state_for(args))
+        bench.one_run(args, 'ins', 1, 'run 1/1', state_for(args))
     assert no_training == []
+
+
+def test_a_run_of_the_same_config_under_another_name_is_taken(
+        tmp_path, no_training):
+    """An ablation's option became the config's default: the ablation's
+    run, in another results file, stands in for the study's run."""
+    args = dense_args(tmp_path)
+    (tmp_path / 'results').mkdir()
+    args.results = str(tmp_path / 'results' / 'det_dense_accuracy.json')
+    opts = bench.run_opts(args, 'ins', 0)
+    # made as `--variants img+ins --ablation ins-only --cfg-options
+    # model.cds_head=None` while the config had an image-level head
+    ablation_opts = opts[1:] + ['model.cds_head=None']
+    config = bench.DATASETS['dense']['config']
+    ablation = dict(
+        ablation='ins-only',
+        ablation_options=['model.cds_head=None'],
+        variant='img+ins',
+        seed=0,
+        mAP=76.3,
+        checkpoint='work/ins-only_img+ins_seed0/best.pth',
+        cfg_options=ablation_opts,
+        config_digest=bench.config_digest(config, ablation_opts))
+    (tmp_path / 'results' / 'det_dense_ablations.json').write_text(
+        json.dumps(dict(runs=[ablation])))
+    res = bench.one_run(args, 'ins', 0, 'run 1/1', state_for(args))
+    assert no_training == []
+    assert (res['variant'], res['seed'], res['mAP']) == ('ins', 0, 76.3)
+    assert res['cfg_options'] == opts and 'ablation' not in res
+    assert res['taken_from'] == 'work/ins-only_img+ins_seed0'
+    # another seed is another config
+    with pytest.raises(RuntimeError, match='trained'):
+        bench.one_run(args, 'ins', 1, 'run 1/1', state_for(args))
+
+
+def test_the_variants_follow_the_config_heads(capsys):
+    # the mosaic config has both heads, the dense one the instance head alone
+    assert bench.parse_args([]).variants == ['off', 'img', 'img+ins']
+    assert bench.parse_args(['--dataset', 'dense']).variants == ['off', 'ins']
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--dataset', 'dense', '--variants', 'off', 'img'])
+    assert '--variants img needs model.cds_head' in capsys.readouterr().err
 
 
 def test_a_run_cut_short_resumes(tmp_path, no_training):
@@ -231,6 +274,7 @@ def test_a_finished_run_is_recorded_and_not_repeated(tmp_path, monkeypatch,
     assert out['benchmark'] == 'benchmarks/det_accuracy_seeds.py'
     assert 'dense one-class' in out['protocol']
     assert out['missing'] == [] and out['args']['dataset'] == 'dense'
+    assert out['shipped_variant'] == 'ins'
     [res] = out['runs']
     assert (res['variant'], res['seed'], res['best_epoch']) == ('off', 0, 2)
     assert (res['mAP'], res['mAP50']) == (25.0, 50.0)
@@ -281,25 +325,25 @@ def test_an_ablation_trains_apart_and_the_file_keeps_the_other_runs(
         results
     ]
     bench.main(argv + ['--variants', 'off'])
-    opts = ['model.cds_head.loss_weight=0.02']
+    opts = ['model.instance_head.loss_weight=0.02']
     bench.main(
         argv +
-        ['--variants', 'img', '--ablation', 'w0.02', '--cfg-options', *opts])
-    assert osp.isfile(tmp_path / 'work' / 'w0.02_img_seed0' / 'result.json')
+        ['--variants', 'ins', '--ablation', 'w0.02', '--cfg-options', *opts])
+    assert osp.isfile(tmp_path / 'work' / 'w0.02_ins_seed0' / 'result.json')
     with open(results) as f:
         runs = json.load(f)['runs']
     assert [(r.get('ablation'), r['variant'])
-            for r in runs] == [(None, 'off'), ('w0.02', 'img')]
+            for r in runs] == [(None, 'off'), ('w0.02', 'ins')]
     assert runs[1]['ablation_options'] == opts
     assert runs[1]['cfg_options'][-1] == opts[0]
     # another variant alone keeps both; the same variant without the
     # ablation is another run
     monkeypatch.setattr(bench, 'run', fake_test)
-    bench.main(argv + ['--variants', 'img'])
+    bench.main(argv + ['--variants', 'ins'])
     with open(results) as f:
         runs = json.load(f)['runs']
     assert [(r.get('ablation'), r['variant'])
-            for r in runs] == [(None, 'off'), ('w0.02', 'img'), (None, 'img')]
+            for r in runs] == [(None, 'off'), ('w0.02', 'ins'), (None, 'ins')]
 
 
 def test_eta_of_all_runs_counts_the_queued_ones_at_this_runs_pace(

@@ -127,6 +127,7 @@ def test_dense_det_table_pairs_variants_by_seed():
         benchmark='benchmarks/det_accuracy_seeds.py',
         protocol='P',
         args=dict(epochs=12),
+        shipped_variant='img+ins',
         runs=[
             det_run('off', 0, 20.0),
             det_run('img+ins', 0, 23.0, val=(30.0, 25.0)),
@@ -146,6 +147,32 @@ def test_dense_det_table_pairs_variants_by_seed():
     assert 'CDS image-level − baseline' not in text
     assert 'Not run yet (the benchmark resumes them): CDS image-level ' \
         'seed 0.' in text
+
+
+def test_dense_det_table_labels_the_config_as_it_is_shipped():
+    data = dict(
+        date='2026-12-03',
+        git_commit='0123456789abcdef',
+        benchmark='benchmarks/det_accuracy_seeds.py',
+        protocol='P',
+        args=dict(epochs=24),
+        shipped_variant='ins',
+        note='Made with the config of commit abc.',
+        runs=[
+            det_run('off', 0, 20.0),
+            det_run('ins', 0, 21.0),
+            det_run('img+ins', 0, 19.0)
+        ])
+    text = tables.render_det_dense_accuracy(data)
+    lines = text.splitlines()
+    assert lines[2] == 'Made with the config of commit abc.'
+    rows = [line.split(' | ')[0] for line in lines if line.startswith('| ')]
+    assert rows[1:4] == [
+        '| baseline (`model.mode=off`)', '| CDS instance-level (shipped)',
+        '| CDS image + instance'
+    ]
+    assert '| CDS instance-level − baseline | 0 | +1.00 |' in text
+    assert '| CDS image + instance − CDS instance-level | 0 | -2.00 |' in text
 
 
 def test_ablation_table_starts_with_the_shipped_runs_it_compares_to():
@@ -209,6 +236,7 @@ def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
         date='2026-12-03',
         benchmark='benchmarks/det_accuracy_seeds.py',
         args=dict(epochs=24),
+        shipped_variant='img+ins',
         runs=[
             run('img+ins',
                 0,
@@ -220,7 +248,7 @@ def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
     text = tables.render_det_dense_ablations(data, shipped=shipped)
     rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
     assert rows == [
-        '| shipped | none | CDS image + instance (shipped) | 0 | 71.00 | '
+        '| as is | none | CDS image + instance (shipped) | 0 | 71.00 | '
         '69.30 | 24 |',
         '| w0.02 | `model.cds_head.loss_weight=0.02` | CDS image + instance '
         '(shipped) | 0 | 74.50 | 73.10 | 24 |'
