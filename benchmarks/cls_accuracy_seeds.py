@@ -57,7 +57,7 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
                                git_commit, mean_std, other_runs, recorded_runs,
-                               run, say, twin_run, watch_training)
+                               run, say, take_twin, twin_run, watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
@@ -224,21 +224,14 @@ def one_run(args, mode, seed, tag, state):
     twin = None if args.retrain else twin_run(digest, args.results,
                                               args.work_dir)
     if twin is not None:
-        say(f"[{tag}] the run in {osp.dirname(twin['checkpoint'])} trained "
-            'this config already; its result is taken')
-        res = {
-            k: v
-            for k, v in twin.items() if k not in ('variant', 'extra_options')
-        }
-        res.update(
+        return take_twin(
+            twin,
+            done_file,
+            tag, ('variant', 'extra_options'),
             mode=mode,
             seed=seed,
             cfg_options=opts,
-            taken_from=osp.dirname(twin['checkpoint']),
             **variant_fields(args))
-        with atomic_write(done_file) as f:
-            json.dump(res, f, indent=1)
-        return res
     env, py, start = child_env(args), sys.executable, time.time()
     resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
         else []

@@ -183,6 +183,22 @@ def twin_run(digest: str, results: str, work_dir: str) -> Optional[dict]:
     return None
 
 
+def take_twin(twin: dict, done_file: str, tag: str, drop: Tuple[str, ...],
+              **fields) -> dict:
+    """The result of ``twin`` (from :func:`twin_run`) as the run that
+    ``fields`` name, written to ``done_file``: the twin's own naming keys
+    ``drop`` left out, ``taken_from`` its work dir."""
+    source = osp.dirname(twin['checkpoint'])
+    say(f'[{tag}] the run in {source} trained this config already; its '
+        'result is taken')
+    res = {k: v for k, v in twin.items() if k not in drop}
+    res.update(fields, taken_from=source)
+    from cds_mm.utils import atomic_write
+    with atomic_write(done_file) as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
 def mean_std(values: List[float]) -> str:
     """``'mean ± sample std'`` with 2 decimals (std 0 for one value)."""
     std = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -57,6 +57,7 @@ show.
 """
 import argparse
 import datetime
+import functools
 import glob
 import json
 import os
@@ -72,7 +73,7 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
                                git_commit, mean_std, other_runs, recorded_runs,
-                               run, say, twin_run, watch_training)
+                               run, say, take_twin, twin_run, watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -215,6 +216,7 @@ def milestones(args):
     })
 
 
+@functools.lru_cache()
 def config_heads(config):
     """The CDS heads ``config`` sets (of ``cds_head`` and ``instance_head``)
     and the variant that is ``config`` as it is."""
@@ -323,22 +325,14 @@ def one_run(args, variant, seed, tag, state):
     config = DATASETS[args.dataset]['config']
     twin = twin_run(config_digest(config, opts), args.results, args.work_dir)
     if twin is not None:
-        say(f"[{tag}] the run in {osp.dirname(twin['checkpoint'])} trained "
-            'this config already; its result is taken')
-        res = {
-            k: v
-            for k, v in twin.items()
-            if k not in ('ablation', 'ablation_options', 'note')
-        }
-        res.update(
+        return take_twin(
+            twin,
+            osp.join(work, 'result.json'),
+            tag, ('ablation', 'ablation_options', 'note'),
             **ablation_fields(args),
             variant=variant,
             seed=seed,
-            cfg_options=opts,
-            taken_from=osp.dirname(twin['checkpoint']))
-        with atomic_write(osp.join(work, 'result.json')) as f:
-            json.dump(res, f, indent=1)
-        return res
+            cfg_options=opts)
     # a cut-short run resumes only with its own options
     opts_file = osp.join(work, 'run_options.json')
     resume = osp.isfile(osp.join(work, 'last_checkpoint'))
