@@ -57,17 +57,25 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
                                git_commit, mean_std, other_runs, recorded_runs,
-                               run, say, take_twin, twin_run, watch_training)
+                               run, say, stack_versions, take_twin, twin_run,
+                               watch_training)
 from cds_mm.utils import atomic_write
 
 CONFIG = 'configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py'
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
+# what the protocol says of a config's model and input size
+MODELS = {
+    CONFIG:
+    'Fashion-MNIST at 28 px, ResNet-18 (CIFAR stem, 1/4 width)',
+    'configs/demo/resnet18-w16_cds_1xb128_fashionmnist-56px.py':
+    'Fashion-MNIST upsampled to 56 px, ResNet-18 (standard stem, 1/4 width)'
+}
 PROTOCOL = (
-    'Fashion-MNIST at 28 px, ResNet-18 (CIFAR stem, 1/4 width); '
+    '{model}; '
     '{train_samples} training images, {val_samples} val images carved from '
     'train, the 10,000 test images; {epochs} epochs of SGD one-cycle (peak '
     'lr 0.1 at 15 %, nesterov, wd 5e-4), batch 128, crop with 4 px padding '
-    '+ flip; the best-val checkpoint is tested once; config ' + CONFIG)
+    '+ flip; the best-val checkpoint is tested once; config {config}')
 NUM_BINS = 15
 VAL_RE = re.compile(r'Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+'
                     r'accuracy/top1:\s*([\d.]+)')
@@ -209,7 +217,7 @@ def one_run(args, mode, seed, tag, state):
     work = osp.join(args.work_dir, f'{prefix}{mode}_seed{seed}')
     os.makedirs(work, exist_ok=True)
     opts = run_opts(args, mode, seed)
-    digest = config_digest(CONFIG, opts)
+    digest = config_digest(args.config, opts)
     done_file = osp.join(work, 'result.json')
     if args.retrain:  # a code change the options and config do not show
         shutil.rmtree(work)
@@ -237,7 +245,7 @@ def one_run(args, mode, seed, tag, state):
         else []
     say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
     train_with_progress([
-        py, 'tools/train.py', CONFIG, '--work-dir', work, *resume,
+        py, 'tools/train.py', args.config, '--work-dir', work, *resume,
         '--cfg-options', *opts
     ], osp.join(work, 'train.log'), env, tag, args.epochs, state)
     train_s = time.time() - start
@@ -247,7 +255,7 @@ def one_run(args, mode, seed, tag, state):
         raise SystemExit(f'no best checkpoint in {work}')
     preds = osp.join(work, 'test_preds.pkl')
     run([
-        py, 'tools/test.py', CONFIG, best, '--work-dir',
+        py, 'tools/test.py', args.config, best, '--work-dir',
         osp.join(work, 'test'), '--out', preds, '--cfg-options', *opts
     ], osp.join(work, 'test.log'), env)
     with open(preds, 'rb') as f:
@@ -267,7 +275,9 @@ def one_run(args, mode, seed, tag, state):
         test_s=round(time.time() - start - train_s, 1),
         checkpoint=osp.relpath(best, REPO),
         cfg_options=opts,
-        config_digest=digest)
+        config_digest=digest,
+        git_commit=git_commit(),
+        versions=stack_versions())
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)
     return res
@@ -299,7 +309,8 @@ def write_results(args, commit, results, jobs, others=()):
     have = {(r['mode'], r['seed']) for r in results}
     out = dict(
         benchmark='benchmarks/cls_accuracy_seeds.py',
-        protocol=PROTOCOL.format(**vars(args)),
+        protocol=PROTOCOL.format(
+            model=MODELS.get(args.config, 'Fashion-MNIST'), **vars(args)),
         git_commit=commit,
         date=datetime.date.today().isoformat(),
         args=vars(args),
@@ -312,6 +323,10 @@ def write_results(args, commit, results, jobs, others=()):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=DEBIAN_ROOT)
+    parser.add_argument(
+        '--config',
+        default=CONFIG,
+        help='the classifier config (its model.mode is set per --modes)')
     parser.add_argument('--epochs', type=int, default=15)
     parser.add_argument('--train-samples', type=int, default=10000)
     parser.add_argument('--val-samples', type=int, default=5000)

@@ -96,6 +96,20 @@ def git_commit() -> str:
     return head + ('+dirty' if dirty else '')
 
 
+def stack_versions() -> Dict[str, Optional[str]]:
+    """The installed versions of the stack a run trains with (None: not
+    installed), from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for name in ('torch', 'torchvision', 'mmcv', 'mmengine', 'mmdet',
+                 'mmpretrain', 'numpy'):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def recorded_runs(path: str, key: Callable[[dict],
                                            Hashable]) -> Dict[Hashable, dict]:
     """The runs an earlier results JSON at ``path`` holds, by ``key(run)``;

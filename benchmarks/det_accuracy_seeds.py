@@ -10,8 +10,9 @@ mosaic config has both, the dense one the instance head alone). Two data sets
 
 * ``mosaic`` (default): the Fashion-MNIST mosaic (real objects, 10 classes).
   It is built with ``num_train + num_val`` images from the training IDX files,
-  split by image id into train and val; the mosaic's own val set (items from
-  t10k) is the test split.
+  split by image id into train and val; the test split is the val split
+  (items from t10k) of another generator seed (1) in ``<data-dir>_test``.
+  24 epochs with lr x0.1 at epoch 16 (scaled to ``--epochs``).
 * ``dense``: the generated dense one-class set (15-30 small, partly occluded
   blobs per 320 px image; ``cds_mm.datasets.make_dense_coco``). Train and val
   are the train and val splits of generator seed 0 in ``--data-dir``; the test
@@ -27,18 +28,17 @@ CLI. The 3-seed dense study:
         --work-dir work_dirs/probe_e24 \\
         --results benchmarks/results/det_dense_accuracy_24ep.json
 
-and the mosaic one, e.g.
+and the multi-class one on the mosaic:
 
-    python benchmarks/det_accuracy_seeds.py --epochs 6 --num-train 1500 \\
-        --num-val 250
+    python benchmarks/det_accuracy_seeds.py \\
+        --results benchmarks/results/det_mosaic_accuracy.json
 
 Resumable: a run whose ``result.json`` exists with the same options and
 config (digest of the merged config), or which the ``--results`` file already
 holds so, is not repeated; a run of the same config under another name (e.g.
 an ablation whose option has since become the config's default) in a results
-JSON beside ``--results`` is taken, with ``taken_from`` naming it; a dense
-run cut short resumes from its last epoch (mosaic runs keep today's one
-checkpoint at the end, so they start again). The results JSON (protocol, git
+JSON beside ``--results`` is taken, with ``taken_from`` naming it; a run
+cut short resumes from its last epoch. The results JSON (protocol, git
 commit, per-seed numbers, per-epoch val bbox mAP) is rewritten after every
 finished run; progress (run k of N, epoch, val mAP, ETA) is printed while a
 run trains. ``--cfg-options`` adds config overrides to every run, e.g.
@@ -73,7 +73,8 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks.common import (best_checkpoint, config_digest, earlier_result,
                                git_commit, mean_std, other_runs, recorded_runs,
-                               run, say, take_twin, twin_run, watch_training)
+                               run, say, stack_versions, take_twin, twin_run,
+                               watch_training)
 from cds_mm.utils import atomic_write
 
 DEBIAN_ROOT = '/usr/share/datasets/fashion-mnist'  # dataset-fashion-mnist
@@ -85,19 +86,19 @@ DATASETS = {
         name='Fashion-MNIST mosaic',
         config='configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py',
         data_dir='data/fashion_mosaic',
-        epochs=6,
-        num_train=1500,
-        num_val=250,
+        epochs=24,
+        num_train=800,
+        num_val=200,
         num_test=1000,
-        steps=(9, 11),  # the demo's 12-epoch steps, scaled to --epochs
-        # one checkpoint at the end (today's protocol): no resume
-        ckpt_interval=None,
-        protocol=MODEL + ', 128 px mosaics of Fashion-MNIST items (10 '
-        'classes); {num_train} train and {num_val} val images (training IDX '
-        'files, split by image id), {num_test} test images (t10k items); '
-        'batch 8, SGD lr 0.04, {epochs} epochs, lr x0.1 at epochs '
-        '{milestones}; val bbox mAP every epoch, the best-val checkpoint '
-        'tested once; config {config}'),
+        steps=(8, ),  # the config's step at epoch 16 of 24, scaled
+        ckpt_interval=1,  # every epoch (one kept), so a run can resume
+        protocol=MODEL + ', 128 px mosaics of 1-4 Fashion-MNIST items of '
+        '24-64 px (10 classes); {num_train} train and {num_val} val images '
+        '(training IDX files, generator seed 0, split by image id), '
+        '{num_test} test images (t10k items, generator seed 1); batch 8, '
+        'AdamW lr 1e-3, 50-iteration warm-up, {epochs} epochs, lr x0.1 at '
+        'epochs {milestones}; val bbox mAP every epoch, the best-val '
+        'checkpoint tested once; config {config}'),
     'dense':
     dict(
         name='dense one-class set',
@@ -146,7 +147,7 @@ def repo_path(path):
 
 
 def test_data_dir(args):
-    """The dense test set's folder: a sibling of ``--data-dir``."""
+    """The test set's folder: a sibling of ``--data-dir``."""
     return args.data_dir.rstrip('/') + '_test'
 
 
@@ -159,13 +160,20 @@ def build_data(args):
         # another generator seed: its val split is the test split
         make_dense_coco(here(test_data_dir(args)), 0, args.num_test, seed=1)
         return
-    # the mosaic, its train side split by image id into train / val
+    # the mosaic, its train side split by image id into train / val; the
+    # test split: t10k items drawn by another generator seed
     from cds_mm.datasets import make_fashion_mosaic_coco
     paths = make_fashion_mosaic_coco(
         args.data_root,
         here(args.data_dir),
         num_train=args.num_train + args.num_val,
-        num_val=args.num_test)
+        num_val=1)
+    make_fashion_mosaic_coco(
+        args.data_root,
+        here(test_data_dir(args)),
+        num_train=1,
+        num_val=args.num_test,
+        seed=1)
     with open(paths['train_ann']) as f:
         coco = json.load(f)
     keeps = (lambda i: i <= args.num_train, lambda i: i > args.num_train)
@@ -186,12 +194,11 @@ def data_options(args):
     """Data roots, annotation files, image folders and evaluators of the
     train / val / test splits."""
     root = args.data_dir.rstrip('/') + '/'
+    roots = (root, root, test_data_dir(args) + '/')
     if args.dataset == 'dense':
-        roots = (root, root, test_data_dir(args) + '/')
         anns = ('annotations/instances_train.json', TEST_ANN, TEST_ANN)
         imgs = ('train/', 'val/', 'val/')
     else:
-        roots = (root, root, root)
         anns = (*SPLIT_ANNS, TEST_ANN)
         imgs = ('train/', 'train/', 'val/')
     opts = []
@@ -310,7 +317,7 @@ def run_result(args, variant, seed, recorded):
     return earlier_result(
         recorded.get((args.ablation, variant, seed)),
         osp.join(work_dir(args, variant, seed), 'result.json'), opts,
-        config_digest(DATASETS[args.dataset]['config'], opts))
+        config_digest(args.config, opts))
 
 
 def one_run(args, variant, seed, tag, state):
@@ -322,7 +329,7 @@ def one_run(args, variant, seed, tag, state):
         say(f'[{tag}] finished before with the same options, not repeated')
         return res
     os.makedirs(work, exist_ok=True)
-    config = DATASETS[args.dataset]['config']
+    config = args.config
     twin = twin_run(config_digest(config, opts), args.results, args.work_dir)
     if twin is not None:
         return take_twin(
@@ -376,7 +383,9 @@ def one_run(args, variant, seed, tag, state):
         checkpoint=repo_path(ckpt),
         val_mAP=val_curve(work),
         cfg_options=opts,
-        config_digest=config_digest(config, opts))
+        config_digest=config_digest(config, opts),
+        git_commit=git_commit(),
+        versions=stack_versions())
     with atomic_write(osp.join(work, 'result.json')) as f:
         json.dump(res, f, indent=1)
     return res
@@ -394,7 +403,7 @@ def write_results(args, commit, results, jobs, others=()):
     first), this call's missing runs."""
     spec = DATASETS[args.dataset]
     protocol = spec['protocol'].format(
-        milestones=milestones(args), config=spec['config'], **vars(args))
+        milestones=milestones(args), **vars(args))
     if args.cfg_options and not args.ablation:  # an ablation's are per run
         protocol += '; cfg options ' + ' '.join(args.cfg_options)
     have = {(r['variant'], r['seed']) for r in results}
@@ -402,7 +411,7 @@ def write_results(args, commit, results, jobs, others=()):
         benchmark='benchmarks/det_accuracy_seeds.py',
         protocol=protocol,
         # the variant that is the config as it is
-        shipped_variant=config_heads(spec['config'])[1],
+        shipped_variant=config_heads(args.config)[1],
         git_commit=commit,
         date=datetime.date.today().isoformat(),
         # paths inside the repo relative to it: no machine path is recorded
@@ -434,6 +443,10 @@ def parse_args(argv=None):
     for name in ('epochs', 'num-train', 'num-val', 'num-test'):
         parser.add_argument(
             f'--{name}', type=int, help='default: per --dataset')
+    parser.add_argument(
+        '--config',
+        help="default: the --dataset's demo config (e.g. another init of "
+        'the same detector: benchmarks/det_pretrained_backbone.py)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument(
         '--variants',
@@ -465,7 +478,9 @@ def parse_args(argv=None):
     if args.work_dir is None:
         args.work_dir = 'work_dirs/bench_det_' + dict(
             mosaic='accuracy', dense='dense')[args.dataset]
-    heads, shipped = config_heads(spec['config'])
+    if args.config is None:
+        args.config = spec['config']
+    heads, shipped = config_heads(args.config)
     if args.variants is None:  # with the image-level head, it alone too
         args.variants = list(
             dict.fromkeys(['off'] + ['img'] * ('cds_head' in heads) +
@@ -473,7 +488,7 @@ def parse_args(argv=None):
     for variant in args.variants:
         for head in set(VARIANTS[variant][2]) - set(heads):
             parser.error(f'--variants {variant} needs model.{head}, which '
-                         f"{spec['config']} sets to None")
+                         f'{args.config} sets to None')
     if min(args.epochs, args.num_train, args.num_val, args.num_test) < 1:
         parser.error('--epochs, --num-train, --num-val and --num-test must '
                      'be >= 1')

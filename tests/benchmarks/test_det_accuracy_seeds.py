@@ -88,10 +88,11 @@ def test_dense_options_point_each_split_at_its_own_files(tmp_path):
     assert cfg.default_hooks.checkpoint.save_best == 'coco/bbox_mAP'
 
 
-def test_mosaic_options_are_unchanged():
+def test_mosaic_options_point_each_split_at_its_own_files():
     args = argparse.Namespace(
-        dataset='mosaic', data_dir='/d/mosaic', epochs=6, cfg_options=[])
-    # what the benchmark's options were before --dataset existed
+        dataset='mosaic', data_dir='/d/mosaic', epochs=24, cfg_options=[])
+    # train / val: the training side of generator seed 0 split by image id;
+    # test: the t10k side of generator seed 1, in its own folder
     expected = [
         'model.instance_head=None',
         'train_dataloader.dataset.data_root=/d/mosaic/',
@@ -104,13 +105,13 @@ def test_mosaic_options_are_unchanged():
         'val_dataloader.dataset.data_prefix.img=train/',
         'val_evaluator.ann_file=/d/mosaic/'
         'annotations/instances_val-split.json',
-        'test_dataloader.dataset.data_root=/d/mosaic/',
+        'test_dataloader.dataset.data_root=/d/mosaic_test/',
         'test_dataloader.dataset.ann_file=annotations/instances_val.json',
         'test_dataloader.dataset.data_prefix.img=val/',
-        'test_evaluator.ann_file=/d/mosaic/annotations/instances_val.json',
-        'randomness.seed=3', 'train_cfg.max_epochs=6',
-        'train_cfg.val_interval=1', 'param_scheduler.1.milestones=[4,6]',
-        'default_hooks.checkpoint.interval=6',
+        'test_evaluator.ann_file=/d/mosaic_test/annotations/'
+        'instances_val.json', 'randomness.seed=3', 'train_cfg.max_epochs=24',
+        'train_cfg.val_interval=1', 'param_scheduler.1.milestones=[16]',
+        'default_hooks.checkpoint.interval=1',
         'default_hooks.checkpoint.max_keep_ckpts=1',
         'default_hooks.checkpoint.save_best=coco/bbox_mAP',
         'default_hooks.checkpoint.rule=greater'
@@ -119,12 +120,16 @@ def test_mosaic_options_are_unchanged():
     # and so are the defaults
     args = bench.parse_args([])
     assert (args.dataset, args.epochs, args.num_train, args.num_val,
-            args.num_test) == ('mosaic', 6, 1500, 250, 1000)
+            args.num_test) == ('mosaic', 24, 800, 200, 1000)
     assert osp.join(REPO_ROOT,
                     args.data_dir) == osp.join(REPO_ROOT,
                                                'data/fashion_mosaic')
-    assert bench.DATASETS['mosaic']['config'] == \
+    assert args.config == bench.DATASETS['mosaic']['config'] == \
         'configs/demo/faster-rcnn_r18-w16_fpn_cds_fashion-mosaic.py'
+    # the config's own schedule: the options restate it
+    cfg = merged_config(args.config, bench.run_opts(args, 'off', 0))
+    assert cfg.param_scheduler[1].milestones == [16]
+    assert cfg.train_cfg.max_epochs == 24
 
 
 def test_a_run_the_results_file_holds_is_not_repeated(tmp_path, no_training):
