@@ -2,8 +2,8 @@
 
 Every method trains the same ResNet-18 (CIFAR stem, 1/4 width) on the same
 images, views, epochs and seeds; only ``model.mode`` differs. The default
-protocol is the converged one of the README: 10,000 training images, a
-5,000-image val split carved from train, the 10,000 test images at their own
+protocol is the converged one of benchmarks/README.md: 10,000 training images,
+a 5,000-image val split carved from train, the 10,000 test images at their own
 28 px, 15 epochs of one-cycle SGD (peak lr 0.1 at 15 %, nesterov), batch 128.
 The checkpoint with the best val accuracy is tested once on the test split.
 Runs go through ``tools/train.py`` / ``tools/test.py`` in subprocesses, so

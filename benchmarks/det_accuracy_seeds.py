@@ -52,8 +52,8 @@ not make)::
         --cfg-options model.instance_head.loss_weight=0.02 \\
         --results benchmarks/results/det_dense_ablations_24ep.json
 
-CPU-scale evidence only (2 cores); see the README for what it does and does not
-show.
+CPU-scale evidence only (2 cores); see benchmarks/README.md for what it does
+and does not show.
 """
 import argparse
 import datetime

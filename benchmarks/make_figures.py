@@ -1,4 +1,4 @@
-"""The README's pictures of the classification benchmark, as small PNGs.
+"""The classification benchmark's pictures (benchmarks/README.md), as PNGs.
 
 From ``benchmarks/results/cls_accuracy.json`` (no training):
 

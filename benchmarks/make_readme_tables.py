@@ -1,15 +1,18 @@
-"""Write the README's results tables from the JSON in benchmarks/results/.
+"""Write the results tables of the READMEs from the JSON in
+benchmarks/results/.
 
-Each table sits in a README (the top-level one and the per-method
-READMEs under ``configs/``) between two marker lines::
+Each table sits between two marker lines::
 
     <!-- generated: cls_accuracy -->
     ...
     <!-- end generated: cls_accuracy -->
 
-and is rendered from ``benchmarks/results/<name>.json``, so a number in a
-table is always the committed JSON's. ``--check`` only compares (exit 1 on a
-difference); ``tests/benchmarks/test_readme_tables.py`` runs the check.
+The studies' tables (``RENDERERS``, one per results file of the same name)
+live in ``benchmarks/README.md``, some again in the per-method READMEs under
+``configs/``; the top-level README shows the small summary tables
+(``SUMMARIES``, each rendered from the results files it names). So a number
+in a table is always the committed JSON's. ``--check`` only compares (exit 1
+on a difference); ``tests/benchmarks/test_readme_tables.py`` runs the check.
 
     python benchmarks/make_readme_tables.py           # rewrite the READMEs
     python benchmarks/make_readme_tables.py --check
@@ -25,10 +28,13 @@ from typing import Callable, Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RESULTS = osp.join(REPO, 'benchmarks', 'results')
 README = osp.join(REPO, 'README.md')
+# every study's table
+BENCHMARKS_README = osp.join(REPO, 'benchmarks', 'README.md')
 # the per-method READMEs that show a generated table too
 METHOD_READMES = [
     osp.join(REPO, 'configs', name, 'README.md')
-    for name in ('cds_classification', 'demo')
+    for name in ('cds_classification', 'cds_detection', 'cds_semi',
+                 'cds_distill', 'demo')
 ]
 BLOCK_RE = re.compile(
     r'(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)'
@@ -196,9 +202,9 @@ def render_cls_ablations(data: dict, shipped: Optional[dict] = None) -> str:
 
 
 def _short_header(data: dict) -> List[str]:
+    # ``source`` (where the numbers were recovered from) stays in the JSON
     return [
-        f"Measured on {data['date']}; numbers from "
-        f"{data['source'].split(' (')[0]} (`{data['benchmark']}`). "
+        f"Measured on {data['date']} (`{data['benchmark']}`). "
         f"{data['protocol']}", ''
     ]
 
@@ -447,6 +453,109 @@ INPUTS = {
 }
 
 
+def _paired(runs: List[dict], a: str, b: str, key: str,
+            metric: str) -> List[float]:
+    """Same-seed differences ``a - b`` of ``metric`` between the runs whose
+    ``key`` is ``a`` and ``b``."""
+    groups = by_key(runs, key)
+    other = {r['seed']: r[metric] for r in groups.get(b, [])}
+    return [
+        r[metric] - other[r['seed']] for r in groups.get(a, [])
+        if r['seed'] in other
+    ]
+
+
+def _gain(diffs: List[float]) -> str:
+    """``'+0.72 ± 0.39: a gain'``; a mean within one std is no gain."""
+    if not diffs:
+        return 'no paired run'
+    mean = statistics.mean(diffs)
+    text = mean_std(diffs)
+    text = text if text.startswith('-') else '+' + text
+    if len(diffs) > 1 and abs(mean) <= statistics.stdev(diffs):
+        return f'{text}: within the spread'
+    return f"{text}: {'a gain' if mean > 0 else 'a loss'}"
+
+
+def _metric(runs: List[dict], key: str, variant: str, metric: str) -> str:
+    values = [r[metric] for r in runs if r[key] == variant]
+    return mean_std(values) if values else 'not run'
+
+
+SUMMARY_HEADER = [
+    '| setting | metric (seeds) | baseline | CDS | CDS − baseline, '
+    'same seed | study |', '|---|---|---|---|---|---|'
+]
+
+
+def _summary_line(setting: str, metric: str, runs: List[dict], key: str,
+                  base: str, cds: str, value: str, study: str) -> str:
+    seeds = sorted({r['seed'] for r in runs if r[key] == cds})
+    return (f'| {setting} | {metric} ({len(seeds)}) | '
+            f'{_metric(runs, key, base, value)} | '
+            f'{_metric(runs, key, cds, value)} | '
+            f'{_gain(_paired(runs, cds, base, key, value))} | {study} |')
+
+
+def summary_classification(cls: dict) -> str:
+    """The README's classification row: converged baseline, DSN, CDS."""
+    runs, args = cls['runs'], cls['args']
+    dsn = _metric(runs, 'mode', 'dsn', 'top1')
+    return '\n'.join(SUMMARY_HEADER + [
+        _summary_line(
+            f'Fashion-MNIST, ResNet-18 (1/4 width), {args["epochs"]} epochs '
+            f'to convergence (DSN: {dsn})', 'test top-1 %', runs, 'mode',
+            'off', 'cds', 'top1', 'Classification')
+    ])
+
+
+def summary_detection(dense: dict) -> str:
+    """The README's detection rows: CDS while the detector trains (the
+    dense study's shipped variant), and the CDS-pretrained backbone."""
+    runs, args = dense['runs'], dense['args']
+    return '\n'.join(SUMMARY_HEADER + [
+        _summary_line(
+            'training-time CDS: instance-level on P2, tiny Faster R-CNN, '
+            f'generated dense one-class set, {args["epochs"]} epochs',
+            'test bbox mAP %', runs, 'variant', 'off',
+            dense['shipped_variant'], 'mAP', 'Dense one-class scenes'),
+        '| CDS-pretrained backbone (the paper\'s route) | | | | not '
+        'measured yet (issue 28\'s study running) | |'
+    ])
+
+
+def summary_semi(semi: dict) -> str:
+    """The README's semi-supervised row (short, unconverged runs)."""
+    return '\n'.join(SUMMARY_HEADER + [
+        _summary_line(
+            'Fashion-MNIST, 20 % of the labels, ResNet-18 (1/4 width), 4 '
+            'epochs (unconverged); baseline: supervised-only on the 20 %',
+            'test top-1 %', semi['runs'], 'variant', 'sup', 'semi', 'top1',
+            'Short runs')
+    ])
+
+
+def summary_distillation(kd: dict) -> str:
+    """The README's distillation row: distilled CDS against plain KD."""
+    return '\n'.join(SUMMARY_HEADER + [
+        _summary_line(
+            'Fashion-MNIST, ResNet-50 CDS teacher -> ResNet-18 (1/4 width), 4 '
+            'epochs (unconverged); baseline: plain KD', 'test top-1 %',
+            kd['runs'], 'variant', 'kd', 'cds+kd', 'top1', 'Short runs')
+    ])
+
+
+# the README's summary tables: block name -> (renderer, keyword -> results)
+SUMMARIES = {
+    'summary_classification':
+    (summary_classification, dict(cls='cls_accuracy')),
+    'summary_detection':
+    (summary_detection, dict(dense='det_dense_accuracy_24ep')),
+    'summary_semi': (summary_semi, dict(semi='semi_accuracy')),
+    'summary_distillation': (summary_distillation, dict(kd='kd_accuracy')),
+}
+
+
 def load(name: str, results_dir: str = RESULTS) -> dict:
     with open(osp.join(results_dir, f'{name}.json')) as f:
         return json.load(f)
@@ -461,9 +570,16 @@ def render_readme(text: str, results_dir: str = RESULTS) -> str:
 
     def sub(m):
         name = m.group('name')
+        if name in SUMMARIES:
+            render, inputs = SUMMARIES[name]
+            body = render(**{
+                key: load(other, results_dir)
+                for key, other in inputs.items()
+            })
+            return f'{m.group(1)}{body}\n{m.group(4)}'
         if name not in RENDERERS:
             raise ValueError(f'README block {name!r}: no renderer; known: '
-                             f'{sorted(RENDERERS)}')
+                             f'{sorted(RENDERERS) + sorted(SUMMARIES)}')
         extra = {
             key: load(other, results_dir)
             for key, other in INPUTS.get(name, {}).items()
@@ -483,7 +599,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         '--readme',
         nargs='+',
-        default=[README, *METHOD_READMES],
+        default=[README, BENCHMARKS_README, *METHOD_READMES],
         help='the READMEs to render')
     parser.add_argument('--results-dir', default=RESULTS)
     args = parser.parse_args(argv)

@@ -21,8 +21,8 @@ are the three files written, each atomically (a temporary file renamed over
 the target). A checkpoint that fails the check leaves no file behind.
 
 Example:
-    python tools/export_plain.py configs/demo/resnet18-w16_cds_fashionmnist.py
-    \\
+    python tools/export_plain.py \\
+        configs/demo/resnet18-w16_cds_1xb128_fashionmnist.py \\
         work_dirs/demo/epoch_1.pth --out-dir work_dirs/demo/export
 """
 import argparse
@@ -41,7 +41,7 @@ from cds_mm.utils import atomic_write  # noqa: E402
 
 WRAPPED = ('classifier.', 'detector.')
 SCOPES = dict(classifier='mmpretrain', detector='mmdet')
-HEADS = ('cds_head.', 'instance_head.')
+HEADS = ('cds_head.', 'instance_head.', 'proposal_head.')
 TRAINING_ONLY = HEADS + ('teacher.', 'kd_adapters.')
 
 

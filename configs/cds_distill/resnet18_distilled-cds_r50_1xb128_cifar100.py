@@ -3,7 +3,7 @@
 # with the T^2 factor they leave out) and from its four CDS heads (head-to-head
 # matching, 512 -> 2048 linear adapters, weight 0.1 each; the squared distance
 # averaged over samples, where the authors take one un-squared norm over the
-# whole batch: paper_spec §9.11). The teacher stays frozen in eval mode.
+# whole batch: docs/differences.md). The teacher stays frozen in eval mode.
 # model.mode='off' gives plain KD. Teacher first:   python tools/train.py
 # configs/cds_classification/resnet50_cds_1xb128_cifar100.py   python
 # tools/export_plain.py

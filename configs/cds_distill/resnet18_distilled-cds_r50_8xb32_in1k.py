@@ -3,9 +3,10 @@
 # resnet50_cds_8xb32_in1k.py (the authors' code hard-wires that pair; any
 # pair mmpretrain builds works here). Weights as in the authors' ImageNet
 # code: KD at T=1, CDS and head-to-head matching 0.5 per stage (our matching
-# term is the mean squared distance, theirs one norm over the batch: paper_spec
-# §9.11). The teacher stays frozen in eval mode. Teacher first:   bash
-# tools/dist_train.sh configs/cds_classification/resnet50_cds_8xb32_in1k.py 8
+# term is the mean squared distance, theirs one norm over the batch:
+# docs/differences.md). The teacher stays frozen in eval mode. Teacher
+# first:   bash tools/dist_train.sh
+# configs/cds_classification/resnet50_cds_8xb32_in1k.py 8
 # python tools/export_plain.py
 # configs/cds_classification/resnet50_cds_8xb32_in1k.py \
 # work_dirs/resnet50_cds_8xb32_in1k/epoch_90.pth \       --out-dir

@@ -11,11 +11,12 @@ _base_ = './faster-rcnn_r18-w16_fpn_cds_shapes.py'
 data_root = '{{$CDS_DATA_ROOT:data/dense}}'
 metainfo = dict(classes=('object', ))
 # No image-level head: with it (both weights 0.01) test mAP was 0.7 below the
-# baseline's on 3 seeds, without it at the baseline's level (README, "Dense
-# one-class scenes"). Weight 0.01, not the shapes demo's 0.1: under AdamW the
-# CDS gradient in the shared backbone + neck shrinks the detector's
-# normalised step there (benchmarks/det_grad_norms.py --adam-stats); with
-# both heads, 0.01 was best on val at 24 epochs among 0.01 / 0.02 / 0.05 / 0.1.
+# baseline's on 3 seeds, without it at the baseline's level
+# (benchmarks/README.md, "Dense one-class scenes"). Weight 0.01, not the
+# shapes demo's 0.1: under AdamW the CDS gradient in the shared backbone +
+# neck shrinks the detector's normalised step there
+# (benchmarks/det_grad_norms.py --adam-stats); with both heads, 0.01 was best
+# on val at 24 epochs among 0.01 / 0.02 / 0.05 / 0.1.
 model = dict(
     detector=dict(roi_head=dict(bbox_head=dict(num_classes=1))),
     cds_head=None,

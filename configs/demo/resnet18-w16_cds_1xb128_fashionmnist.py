@@ -1,5 +1,5 @@
 # CPU-scale CDS on real images: Fashion-MNIST (Debian's dataset-fashion-mnist,
-# see DATA notes in the README) at its own 28x28, ResNet-18 with the CIFAR
+# see docs/data.md) at its own 28x28, ResNet-18 with the CIFAR
 # stem at 1/4 width (16-32-64-128 channels). The paper's head and loss on all
 # 4 stages. Model selection uses a val split carved from train. The recipe
 # (one-cycle SGD, nesterov, 28 px crops with 4 px padding + flip) is the
@@ -10,7 +10,8 @@ _base_ = [
     '../_base_/cds/contrast_colour.py',
     '../_base_/cds/check_finite_loss.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 # not the dict inherited from mmpretrain::, which carries a _scope_ key:
 # mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
 # keyword arguments
@@ -48,7 +49,7 @@ model = dict(
     mode='cds',  # 'dsn' and 'off' give the matching baselines
     classifier=classifier,
     # 0.3, not the paper's 0.1: the best of 0.05 / 0.1 / 0.3 on val (3 seeds
-    # for 0.1 and 0.3; README, "Ablations")
+    # for 0.1 and 0.3; benchmarks/README.md, "Classification ablations")
     cds_head=dict(_base_.cds_head, loss_weight=0.3))
 
 task_view = [

@@ -30,14 +30,55 @@ def cls_run(mode, seed, top1, best_epoch=12):
         best_epoch=best_epoch)
 
 
+def block_names(path):
+    with open(path) as f:
+        return [m.group('name') for m in tables.BLOCK_RE.finditer(f.read())]
+
+
 def test_readme_matches_committed_json(capsys):
-    with open(tables.README) as f:
-        names = [m.group('name') for m in tables.BLOCK_RE.finditer(f.read())]
-    assert sorted(names) == sorted(tables.RENDERERS), names
+    # the README: the summaries; benchmarks/README.md: every study's table
+    assert sorted(block_names(tables.README)) == sorted(tables.SUMMARIES)
+    assert sorted(block_names(tables.BENCHMARKS_README)) == sorted(
+        tables.RENDERERS)
     for readme in tables.METHOD_READMES:  # each shows a generated table
-        with open(readme) as f:
-            assert tables.BLOCK_RE.search(f.read()), readme
+        assert block_names(readme), readme
     assert tables.main(['--check']) == 0, capsys.readouterr().err
+
+
+def test_readme_is_short_and_keeps_the_two_commands():
+    with open(tables.README) as f:
+        text = f.read()
+    assert len(text.splitlines()) <= 250
+    # .ci/run runs the same test command
+    for command in ('bash tools/demo.sh', 'bash tools/run_tests.sh'):
+        assert command in text, command
+
+
+def test_summary_says_whether_the_gain_is_within_the_spread():
+    runs = [cls_run('off', s, 90.0) for s in (0, 1)]
+    runs += [cls_run('cds', 0, 91.0), cls_run('cds', 1, 90.5)]
+    text = tables.summary_classification(cls_data(runs))
+    row = text.splitlines()[2]
+    # CDS - baseline per seed +1.0, +0.5: mean 0.75 > std 0.35
+    assert '| 90.00 ± 0.00 | 90.75 ± 0.35 | +0.75 ± 0.35: a gain |' in row
+    assert 'test top-1 % (2)' in row
+    assert tables._gain([0.5, -0.5]) == '+0.00 ± 0.71: within the spread'
+    assert tables._gain([-2.0, -1.0]) == '-1.50 ± 0.71: a loss'
+    assert tables._gain([]) == 'no paired run'
+
+
+def test_detection_summary_uses_the_shipped_variant():
+    data = dict(
+        args=dict(epochs=24),
+        shipped_variant='ins',
+        runs=[
+            det_run('off', 0, 70.0),
+            det_run('ins', 0, 72.0),
+            det_run('img+ins', 0, 60.0)
+        ])
+    rows = tables.summary_detection(data).splitlines()[2:]
+    assert '| 70.00 | 72.00 | +2.00: a gain |' in rows[0]
+    assert rows[1].startswith('| CDS-pretrained backbone')
 
 
 def test_check_fails_when_a_number_changes(tmp_path):

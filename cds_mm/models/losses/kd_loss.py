@@ -11,7 +11,7 @@ class KDLoss(BaseModule):
     samples.
 
     The T^2 factor keeps the gradient scale of the soft targets independent of
-    ``temperature`` (the authors' code leaves it out: paper_spec §9.11).
+    ``temperature`` (the authors' code leaves it out: docs/differences.md).
     Computed in fp32, also under autocast.
 
     Args:

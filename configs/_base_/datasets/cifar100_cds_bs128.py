@@ -1,4 +1,4 @@
-# CIFAR-100 with the authors' two views (paper_spec §3), batch 128 on one GPU.
+# CIFAR-100 with the authors' two views, batch 128 on one GPU.
 _base_ = [
     'mmpretrain::_base_/datasets/cifar100_bs16.py',
     '../cds/contrast_colour.py',

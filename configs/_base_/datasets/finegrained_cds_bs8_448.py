@@ -1,4 +1,4 @@
-# Fine-grained fine-tuning data with the authors' two views (paper_spec §3),
+# Fine-grained fine-tuning data with the authors' two views,
 # 8 images per GPU. View 1 is mmpretrain's fine-grained recipe (CUB: resize to
 # 600, random crop 448, flip); view 2 adds SimCLR colour. It keeps the CUB
 # dataset of the upstream base; each config sets its own dataset.

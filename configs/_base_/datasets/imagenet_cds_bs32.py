@@ -1,4 +1,4 @@
-# ImageNet with the authors' two views (paper_spec §3), 32 images per GPU.
+# ImageNet with the authors' two views, 32 images per GPU.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     '../cds/contrast_colour.py',
