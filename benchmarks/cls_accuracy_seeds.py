@@ -25,11 +25,11 @@ JSON (protocol, git commit, per-seed numbers, per-epoch val accuracy and
 losses, reliability bins) is rewritten after every finished run. Progress
 (run k of N, epoch, val accuracy, ETA) is printed while a run trains.
 ``--cfg-options`` adds config overrides to every run; an ablation names
-itself with ``--variant``, so that several share one results file (a run is
-keyed by variant, mode and seed; the file keeps the other variants' runs)::
+itself with ``--ablation``, so that several share one results file (a run is
+keyed by ablation, mode and seed; the file keeps the other ablations' runs)::
 
     python benchmarks/cls_accuracy_seeds.py --workers 1 --modes cds \
-        --seeds 0 --variant view2_half --cfg-options model.view2_scale=0.5 \
+        --seeds 0 --ablation view2_half --cfg-options model.view2_scale=0.5 \
         --results benchmarks/results/cls_ablations.json
 
 On a GPU machine the same command runs unchanged; there ``--parallel`` runs
@@ -49,6 +49,7 @@ import shutil
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -320,6 +321,17 @@ def write_results(args, commit, results, jobs, others=()):
         json.dump(out, f, indent=1)
 
 
+class DeprecatedAlias(argparse.Action):
+    """An old flag name: stores its value and warns."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(
+            f'{option_string} is deprecated; use --ablation',
+            DeprecationWarning,
+            stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=DEBIAN_ROOT)
@@ -334,11 +346,18 @@ def parse_args(argv=None):
     parser.add_argument('--modes', nargs='+', default=['off', 'dsn', 'cds'])
     parser.add_argument('--work-dir', default='work_dirs/bench_cls_accuracy')
     parser.add_argument(
-        '--variant',
+        '--ablation',
+        dest='variant',
         default=None,
-        help='name of an ablation (with --cfg-options): its runs train in '
-        '<work-dir>/<variant>_<mode>_seed<s> and are keyed by it in the '
-        'results file')
+        help='name of an ablation (with --cfg-options), as in '
+        'det_accuracy_seeds.py: its runs train in '
+        '<work-dir>/<ablation>_<mode>_seed<s> and are keyed by it in the '
+        "results file (field 'variant', as the committed files have it)")
+    parser.add_argument(
+        '--variant',
+        dest='variant',
+        action=DeprecatedAlias,
+        help='deprecated alias of --ablation')
     parser.add_argument(
         '--results',
         default=None,

@@ -309,6 +309,8 @@ def main(argv=None):
             for r in runs)
 
     todo = [job for job in jobs if not recorded(*job)]
+    if not osp.isfile(args.results):  # a file that lists the missing runs
+        write_results(args, commit, pretrains, runs, jobs)
     durations = dict(pretrain=[], detect=[])
     steps = [('pretrain', arm, s) for s in args.seeds for arm in ARMS
              if any(j[1] == arm and j[2] == s for j in todo)]

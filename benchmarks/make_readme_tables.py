@@ -329,6 +329,53 @@ def render_det_dense_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
+INIT_NAMES = dict(
+    scratch='from scratch', ce='CE-pretrained', cds='CDS-pretrained')
+
+
+def render_det_pretrained_backbone(data: dict) -> str:
+    """The pretrained-backbone study: per detector and init, the
+    pretraining's test top-1 beside the detection mAP it led to; paired
+    differences; missing runs."""
+    commit = data['git_commit']
+    dirty = ' plus uncommitted changes' if commit.endswith('+dirty') else ''
+    lines = [
+        f"Measured on {data['date']} from commit `{commit[:12]}`{dirty} "
+        f"(`{data['benchmark']}`; each run records its own commit and "
+        f"stack versions): {data['protocol']}. Mean ± sample std over the "
+        'seeds listed.', ''
+    ]
+    dets = by_key(data['runs'], 'detector')
+    if not dets:
+        lines.append('No detection run has finished yet.')
+    for det, det_runs in dets.items():
+        groups = by_key(det_runs, 'init')
+        lines += [
+            f'**{det}**', '', '| backbone | seeds | pretraining test top-1 '
+            '(%) | test bbox mAP (%) | test mAP@50 (%) | mAP per seed | '
+            f"best val epoch (of {data['args']['epochs']}) |",
+            '|---|---|---|---|---|---|---|'
+        ]
+        for init in (i for i in INIT_NAMES if i in groups):
+            runs = groups[init]
+            top1 = [r['pretrain_top1'] for r in runs if 'pretrain_top1' in r]
+            lines.append(f'| {INIT_NAMES[init]} | {seeds_of(runs)} | '
+                         f'{mean_std(top1) if top1 else "-"} | '
+                         f'{mean_std([r["mAP"] for r in runs])} | '
+                         f'{mean_std([r["mAP50"] for r in runs])} | '
+                         f'{per_seed(runs, "mAP")} | '
+                         f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
+        lines += paired_differences(groups, (
+            ('cds', 'ce'), ('ce', 'scratch'),
+            ('cds', 'scratch')), 'mAP', INIT_NAMES, 'test bbox mAP') + ['']
+    missing = data.get('missing') or []
+    if missing:
+        lines.append('Not run yet (the benchmark resumes them): ' + ', '.join(
+            f"{m['detector']} {INIT_NAMES[m['init']]} seed {m['seed']}"
+            for m in missing) + '.')
+    return '\n'.join(lines).rstrip('\n')
+
+
 def _best_val(run: dict) -> float:
     # no val entry: no detection in any epoch (CocoMetric logs nothing)
     return max((p['mAP'] for p in run['val_mAP']), default=0.0)
@@ -442,6 +489,8 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'det_dense_both_heads_24ep': render_det_dense_accuracy,
     'det_dense_both_heads_ablations_24ep': render_det_dense_ablations,
     'train_step_cost': render_train_step_cost,
+    'det_mosaic_accuracy': render_det_dense_accuracy,
+    'det_pretrained_backbone': render_det_pretrained_backbone,
 }
 
 # further results a table shows: renderer keyword -> results name
@@ -509,18 +558,24 @@ def summary_classification(cls: dict) -> str:
     ])
 
 
-def summary_detection(dense: dict) -> str:
+def summary_detection(dense: dict, pretrained: dict) -> str:
     """The README's detection rows: CDS while the detector trains (the
-    dense study's shipped variant), and the CDS-pretrained backbone."""
+    dense study's shipped variant), and the CDS-pretrained backbone against
+    the CE-pretrained one (Faster R-CNN)."""
     runs, args = dense['runs'], dense['args']
+    frcnn = [r for r in pretrained['runs'] if r['detector'] == 'faster-rcnn']
     return '\n'.join(SUMMARY_HEADER + [
         _summary_line(
             'training-time CDS: instance-level on P2, tiny Faster R-CNN, '
             f'generated dense one-class set, {args["epochs"]} epochs',
             'test bbox mAP %', runs, 'variant', 'off',
             dense['shipped_variant'], 'mAP', 'Dense one-class scenes'),
-        '| CDS-pretrained backbone (the paper\'s route) | | | | not '
-        'measured yet (issue 28\'s study running) | |'
+        _summary_line(
+            "CDS-pretrained backbone (the paper's route): tiny Faster R-CNN "
+            'on the Fashion-MNIST mosaic (10 classes), its ResNet-18 '
+            'pretrained on Fashion-MNIST; baseline: CE-pretrained',
+            'test bbox mAP %', frcnn, 'init', 'ce', 'cds', 'mAP',
+            'Pretrained backbone')
     ])
 
 
@@ -549,8 +604,10 @@ def summary_distillation(kd: dict) -> str:
 SUMMARIES = {
     'summary_classification':
     (summary_classification, dict(cls='cls_accuracy')),
-    'summary_detection':
-    (summary_detection, dict(dense='det_dense_accuracy_24ep')),
+    'summary_detection': (summary_detection,
+                          dict(
+                              dense='det_dense_accuracy_24ep',
+                              pretrained='det_pretrained_backbone')),
     'summary_semi': (summary_semi, dict(semi='semi_accuracy')),
     'summary_distillation': (summary_distillation, dict(kd='kd_accuracy')),
 }

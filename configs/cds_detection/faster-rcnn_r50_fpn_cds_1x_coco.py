@@ -1,10 +1,13 @@
-# Faster R-CNN R50-FPN, 1x COCO, with image-level CDS on the FPN levels
-# P2-P5: SimCLR between the two views of each image, weight 0.1 per level.
+# Faster R-CNN R50-FPN, 1x COCO, with instance-level CDS on P2: the
+# ground-truth boxes RoIAligned in both views, SupCon over the box classes,
+# weight 0.01 (why this head and weight: ../_base_/cds/coco_fpn_cds.py). The
+# image-level head is an option: faster-rcnn_r50_fpn_cds-img_1x_coco.py.
 _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
     '../_base_/cds/coco_fpn_cds.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,
@@ -16,13 +19,9 @@ model = dict(
         type='BranchBatchAugmentsDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         branch_batch_augments=dict(cds=_base_.contrast_colour_batch)),
-    cds_head=dict(
-        _base_.fpn_cds_head,
-        taps=[
-            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
-            'neck.fpn_convs.3'
-        ],
-        in_channels=[256, 256, 256, 256]))
+    instance_head=dict(
+        _base_.fpn_instance_head, taps=['neck.fpn_convs.0'],
+        in_channels=[256]))
 # the base dataloader holds its own copy of the pipeline
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'

@@ -1,10 +1,12 @@
 # A detector gains CDS by config alone: the _base_ line, the wrapper and the
-# head's taps and channels.
+# head's taps and channels. Instance-level CDS on P3 at weight 0.01, as the
+# Faster R-CNN and RetinaNet configs (why: ../_base_/cds/coco_fpn_cds.py).
 _base_ = [
     'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
     '../_base_/cds/coco_fpn_cds.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,
@@ -15,10 +17,9 @@ model = dict(
         type='BranchBatchAugmentsDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         branch_batch_augments=dict(cds=_base_.contrast_colour_batch)),
-    cds_head=dict(
-        _base_.fpn_cds_head,
-        taps=['neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2'],
-        in_channels=[256, 256, 256]))
+    instance_head=dict(
+        _base_.fpn_instance_head, taps=['neck.fpn_convs.0'],
+        in_channels=[256]))
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'
 train_dataloader = dict(

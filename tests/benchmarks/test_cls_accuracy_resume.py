@@ -64,7 +64,13 @@ def test_an_ablation_is_keyed_by_its_variant(tmp_path, no_training):
 
 
 def test_results_keep_the_other_variants_runs(tmp_path):
-    args = bench.parse_args(['--work-dir', str(tmp_path), '--variant', 'half'])
+    args = bench.parse_args(
+        ['--work-dir', str(tmp_path), '--ablation', 'half'])
+    # the old flag name still works, with a warning
+    with pytest.warns(DeprecationWarning, match='--ablation'):
+        old = bench.parse_args(
+            ['--work-dir', str(tmp_path), '--variant', 'half'])
+    assert old == args
     args.results = str(tmp_path / 'ablations.json')
     other = dict(variant='every2', mode='cds', seed=0, top1=1.0)
     mine = dict(variant='half', mode='cds', seed=0, top1=2.0)

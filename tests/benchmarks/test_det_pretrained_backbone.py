@@ -43,8 +43,8 @@ def test_seed_k_of_an_arm_feeds_seed_k_of_its_detector(tmp_path):
         assert option(det, '--ablation') == f'init-{arm}'
         ckpt = option(det, '--cfg-options').split('=', 1)[1]
         assert ckpt == chain.backbone_file(args, arm, 2)
-        assert ckpt.endswith(osp.join(f'{mode}_seed2', 'export',
-                                      'backbone.pth'))
+        assert ckpt.endswith(
+            osp.join(f'{mode}_seed2', 'export', 'backbone.pth'))
     # the scratch Faster R-CNN is the multi-class study's baseline run
     det = chain.detect_argv(args, 'faster-rcnn', 'scratch', 1)
     assert option(det, '--config') == chain.DETECTORS['faster-rcnn'][0]
@@ -56,9 +56,9 @@ def test_seed_k_of_an_arm_feeds_seed_k_of_its_detector(tmp_path):
 
 def test_the_pretrained_config_differs_from_scratch_only_in_init():
     from mmengine.config import Config
-    scratch, pretrained = (Config.fromfile(
-        osp.join(REPO_ROOT, c), import_custom_modules=False)
-                           for c in chain.DETECTORS['faster-rcnn'])
+    scratch, pretrained = (
+        Config.fromfile(osp.join(REPO_ROOT, c), import_custom_modules=False)
+        for c in chain.DETECTORS['faster-rcnn'])
     init = pretrained.model.detector.backbone.pop('init_cfg')
     assert (init.type, init.prefix) == ('Pretrained', 'backbone.')
     assert pretrained.model.pop('mode') == 'off'
@@ -125,8 +125,8 @@ def test_steps_go_seed_by_seed_and_recorded_runs_are_not_repeated(
     # pretraining; the other runs of its seed are not
     with open(tmp_path / 'res.json') as f:
         res = json.load(f)
-    cds1 = next(r for r in res['runs'] if (r['init'], r['seed']) == ('cds',
-                                                                      1))
+    cds1 = next(r for r in res['runs']
+                if r['init'] == 'cds' and r['seed'] == 1)
     cds1['cfg_options'] = cds1['cfg_options'][:-1]
     with open(tmp_path / 'res.json', 'w') as f:
         json.dump(res, f)

@@ -76,9 +76,59 @@ def test_detection_summary_uses_the_shipped_variant():
             det_run('ins', 0, 72.0),
             det_run('img+ins', 0, 60.0)
         ])
-    rows = tables.summary_detection(data).splitlines()[2:]
+    pretrained = dict(runs=[
+        pre_run('faster-rcnn', 'ce', 0, 50.0),
+        pre_run('faster-rcnn', 'cds', 0, 49.0),
+        pre_run('retinanet', 'cds', 0, 80.0)
+    ])
+    rows = tables.summary_detection(data, pretrained).splitlines()[2:]
     assert '| 70.00 | 72.00 | +2.00: a gain |' in rows[0]
-    assert rows[1].startswith('| CDS-pretrained backbone')
+    # the paper's route: CDS- against CE-pretrained, Faster R-CNN only
+    assert rows[1].startswith("| CDS-pretrained backbone (the paper's route)")
+    assert '| 50.00 | 49.00 | -1.00: a loss |' in rows[1]
+
+
+def pre_run(detector, init, seed, mAP, top1=None):
+    run = dict(
+        detector=detector,
+        init=init,
+        seed=seed,
+        mAP=mAP,
+        mAP50=mAP + 20,
+        best_epoch=20)
+    if top1 is not None:
+        run['pretrain_top1'] = top1
+    return run
+
+
+def test_pretrained_backbone_table_pairs_the_inits_by_seed():
+    data = dict(
+        date='2026-12-07',
+        git_commit='0123456789abcdef+dirty',
+        benchmark='benchmarks/det_pretrained_backbone.py',
+        protocol='P',
+        args=dict(epochs=24),
+        runs=[
+            pre_run('faster-rcnn', 'scratch', 0, 40.0),
+            pre_run('faster-rcnn', 'ce', 0, 45.0, top1=90.0),
+            pre_run('faster-rcnn', 'cds', 0, 46.5, top1=91.0),
+            pre_run('faster-rcnn', 'scratch', 1, 42.0),
+            pre_run('faster-rcnn', 'ce', 1, 44.0, top1=89.0),
+        ],
+        missing=[dict(detector='faster-rcnn', init='cds', seed=1)])
+    text = tables.render_det_pretrained_backbone(data)
+    assert 'plus uncommitted changes' in text
+    rows = {line.split(' | ')[0]: line for line in text.splitlines()}
+    assert '| 89.50 ± 0.71 | 44.50 ± 0.71 |' in rows['| CE-pretrained']
+    assert rows['| CDS-pretrained'].startswith(
+        '| CDS-pretrained | 0 | 91.00 | 46.50 | 66.50 |')
+    assert rows['| from scratch'].startswith('| from scratch | 0, 1 | - |')
+    # cds - ce on seed 0 only; ce - scratch on both seeds
+    assert '| 0 | +1.50 | 1.50 |' in \
+        rows['| CDS-pretrained − CE-pretrained']
+    assert '| 0, 1 | +5.00, +2.00 | 3.50 ± 2.12 |' in \
+        rows['| CE-pretrained − from scratch']
+    assert 'faster-rcnn CDS-pretrained seed 1.' in text
 
 
 def test_check_fails_when_a_number_changes(tmp_path):

@@ -322,8 +322,8 @@ def test_the_upstream_only_config_is_the_known_one(built):
     plain = sorted(c for c, r in built[0].items()
                    if 'custom_imports' in r and r['custom_imports'] is None)
     assert plain == [
-        osp.join('cds_detection',
-                 'faster-rcnn_r50_fpn_cds-pretrained_1x_coco.py')
+        osp.join('cds_detection', f'{det}_r50_fpn_cds-pretrained_1x_coco.py')
+        for det in ('faster-rcnn', 'retinanet')
     ]
 
 
