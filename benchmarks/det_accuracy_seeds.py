@@ -1,12 +1,13 @@
-"""Baseline vs CDS bbox mAP (image-level, instance-level or both heads),
-several seeds; prints one table.
+"""Baseline vs CDS bbox mAP (image-level, instance-level, both heads or
+proposal-level), several seeds; prints one table.
 
 Every method trains the demo's tiny Faster R-CNN (ResNet-18 at 1/4 width, FPN
 32 channels) on the same images, epochs and seeds; only ``model.mode`` /
 ``model.cds_head`` / ``model.instance_head`` differ (``--variants``: ``off``,
-``img``, ``ins``, ``img+ins``; those of the config's heads by default: the
-mosaic config has both, the dense one the instance head alone). Two data sets
-(``--dataset``):
+``img``, ``ins``, ``img+ins``, ``proposal``: FSCE's contrast of the RoI head's
+proposals, two-stage detectors only; by default those of the config's heads:
+the mosaic config has both, the dense one the instance head alone). Two data
+sets (``--dataset``):
 
 * ``mosaic`` (default): the Fashion-MNIST mosaic (real objects, 10 classes).
   It is built with ``num_train + num_val`` images from the training IDX files,
@@ -31,6 +32,7 @@ CLI. The 3-seed dense study:
 and the multi-class one on the mosaic:
 
     python benchmarks/det_accuracy_seeds.py \\
+        --variants off img ins img+ins proposal \\
         --results benchmarks/results/det_mosaic_accuracy.json
 
 Resumable: a run whose ``result.json`` exists with the same options and
@@ -125,7 +127,13 @@ VARIANTS = {
     'img': ('CDS image-level', ['model.instance_head=None'], ('cds_head', )),
     'ins':
     ('CDS instance-level', ['model.cds_head=None'], ('instance_head', )),
-    'img+ins': ('CDS image + instance', [], ('cds_head', 'instance_head'))
+    'img+ins': ('CDS image + instance', [], ('cds_head', 'instance_head')),
+    # FSCE's contrastive proposal encoding (its defaults: weight 0.5, T 0.2,
+    # IoU >= 0.8 anchors), the image- and instance-level heads off
+    'proposal': ('CDS proposal-level', [
+        'model.cds_head=None', 'model.instance_head=None',
+        'model.proposal_head.type=ProposalCDSHead'
+    ], ())
 }
 SPLIT_ANNS = ('annotations/instances_train-split.json',
               'annotations/instances_val-split.json')

@@ -8,7 +8,8 @@ Writes, into ``--out-dir``:
 - ``backbone.pth``: the backbone alone, keys kept as ``backbone.*``, for
   ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)`` in
   any mmdet/mmpretrain config (the paper's CDS-pretrained detector backbone);
-- ``heads.pth``: the CDS heads (``cds_head.*``, ``instance_head.*``), for a
+- ``heads.pth``: the CDS heads (``cds_head.*``, ``instance_head.*``,
+  ``proposal_head.*``), for a
   distilled-CDS student whose teacher this model is
   (``DistilledCDSClassifier.teacher_heads_ckpt``).
 

@@ -366,3 +366,19 @@ def test_eta_of_all_runs_counts_the_queued_ones_at_this_runs_pace(
     bench.train_with_progress([], 'log', 'run 2/9', 24, state)
     out = capsys.readouterr().out
     assert 'ETA this run 1 min, all 41 min' in out, out
+
+
+def test_the_proposal_variant_builds_the_proposal_head_alone():
+    import cds_mm  # noqa: F401  (registries)
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    args = argparse.Namespace(
+        dataset='mosaic', data_dir='/d/mosaic', epochs=24, cfg_options=[])
+    cfg = merged_config(bench.DATASETS['mosaic']['config'],
+                        bench.run_opts(args, 'proposal', 0))
+    assert cfg.model.mode == 'cds'
+    assert cfg.model.cds_head is None and cfg.model.instance_head is None
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    assert type(model.proposal_head).__name__ == 'ProposalCDSHead'
+    assert model.cds_head is None and model.instance_head is None

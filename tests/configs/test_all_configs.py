@@ -339,8 +339,8 @@ def test_cds_mm_registers_where_the_style_guide_says(registries):
     for name in ('FashionMNISTIDX', 'SemiSplitDataset'):
         assert name in added[('DATASETS', 'mmpretrain')], name
     assert 'CDSDetector' in added[('MODELS', 'mmdet')]
-    for name in ('CDSHead', 'InstanceCDSHead', 'SupConLoss', 'KDLoss',
-                 'SepConvProjector', 'MLPProjector'):
+    for name in ('CDSHead', 'InstanceCDSHead', 'ProposalCDSHead',
+                 'SupConLoss', 'KDLoss', 'SepConvProjector', 'MLPProjector'):
         assert name in added[('MODELS', 'mmengine')], name
 
 

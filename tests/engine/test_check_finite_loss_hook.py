@@ -118,10 +118,11 @@ def test_built_in_both_scopes(scope):
     assert isinstance(hook, CheckFiniteLossHook)
 
 
-# a plain mmdet Faster R-CNN with a CDS-pretrained backbone, meant to run
-# without cds_mm (tests/configs checks that): it cannot name our hook
+# plain mmdet detectors with a CDS-pretrained backbone, meant to run without
+# cds_mm (tests/configs checks that): they cannot name our hook
 UPSTREAM_ONLY = [
-    osp.join('cds_detection', 'faster-rcnn_r50_fpn_cds-pretrained_1x_coco.py')
+    osp.join('cds_detection', f'{det}_r50_fpn_cds-pretrained_1x_coco.py')
+    for det in ('faster-rcnn', 'retinanet')
 ]
 
 
