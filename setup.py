@@ -4,8 +4,12 @@
 an environment that already has torch, mmcv, mmengine and mmpretrain and/or
 mmdet, and touch none of them (they are extras, see ``requirements/``). The
 wheel carries ``cds_mm/.mim/{configs,tools,model-index.yml}`` as mmpretrain's
-does, so ``mim search cds_mm``, ``mim train cds_mm CONFIG`` and
-``_base_ = 'cds_mm::...'`` work.
+does, so ``mim search cds_mm`` and ``mim train cds_mm CONFIG`` work, and a
+config outside the clone inherits a shipped one by its path under
+``<site-packages>/cds_mm/.mim/configs/``. ``_base_ = 'cds_mm::...'`` does
+not work: mmengine resolves ``package::`` bases only for the OpenMMLab
+packages it lists. ``tools/`` in the wheel holds what a user runs; the
+repository's own scripts (set-up, tests, lint) stay out.
 """
 import os
 import os.path as osp
@@ -15,6 +19,11 @@ import warnings
 from setuptools import find_packages, setup
 
 REPO = osp.dirname(osp.abspath(__file__))
+# mim list shows it as the package's source; the paper's page until the
+# repository has a public address
+URL = 'https://arxiv.org/abs/2207.05306'
+# scripts of the repository itself, meaningless in an installed package
+DEV_TOOLS = ('setup_env.sh', 'run_tests.sh', 'lint.sh')
 
 
 def readme():
@@ -70,7 +79,9 @@ def add_mim_extension():
             os.symlink(osp.relpath(src, mim_path), dst)
         elif osp.isdir(src):
             shutil.copytree(
-                src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+                src,
+                dst,
+                ignore=shutil.ignore_patterns('__pycache__', *DEV_TOOLS))
         else:
             shutil.copyfile(src, dst)
 
@@ -84,6 +95,8 @@ if __name__ == '__main__':
         'classifiers and mmdet detectors',
         long_description=readme(),
         long_description_content_type='text/markdown',
+        url=URL,
+        project_urls={'Paper': 'https://arxiv.org/abs/2207.05306'},
         keywords='computer vision, contrastive learning, deep supervision, '
         'openmmlab',
         packages=find_packages(include=['cds_mm', 'cds_mm.*']),

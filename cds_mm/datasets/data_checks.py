@@ -3,12 +3,14 @@
 :func:`check_data` runs on a loaded config before anything is built (it
 needs neither mmdet nor mmpretrain) and raises :class:`MissingDataError`
 naming the missing path, its config key and how to get the data, instead of
-a download attempt or a traceback from deep inside a dataset.
+a download attempt or a traceback from deep inside a dataset. It first warns
+when the top-level ``data_root`` is not what the datasets read.
 """
 import os.path as osp
 from typing import Iterator, Sequence, Tuple
 
-from .data_root import ENV_VAR, LOADERS, evaluator_metrics, iter_datasets
+from .data_root import (ENV_VAR, LOADERS, evaluator_metrics, iter_datasets,
+                        warn_data_root_mismatch)
 
 _FMNIST = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
            't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
@@ -30,11 +32,10 @@ _CIFAR = ('download {} from https://www.cs.toronto.edu/~kriz/cifar.html '
 # makes or documents, else by dataset type.
 HOW_TO_GET = {
     'shapes':
-    'make it with `python tools/dataset_converters/'
-    'make_shapes_coco.py DIR`',
+    'make it with `python {converters}/make_shapes_coco.py DIR`',
     'fashion_mosaic':
-    'make it with `python tools/dataset_converters/'
-    'make_fashion_mosaic.py FASHION_MNIST_DIR DIR`',
+    'make it with `python {converters}/make_fashion_mosaic.py '
+    'FASHION_MNIST_DIR DIR`',
     'StanfordDogs':
     'get images.tar and lists.tar from '
     'http://vision.stanford.edu/aditya86/ImageNetDogs/ and '
@@ -69,6 +70,26 @@ HOW_TO_GET = {
 _ELSE = 'see the README section "Data" for where each data set comes from'
 
 
+def converters_dir() -> str:
+    """The folder of our dataset converters, where this cds_mm has them.
+
+    A clone has ``tools/dataset_converters`` next to the package; an installed
+    wheel carries them in ``<site-packages>/cds_mm/.mim/tools/
+    dataset_converters`` (``setup.py``).
+    """
+    pkg = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    clone = osp.dirname(pkg)
+    if osp.isfile(osp.join(clone, 'setup.py')):
+        candidates = [osp.join(clone, 'tools', 'dataset_converters')]
+    else:
+        candidates = []
+    candidates.append(osp.join(pkg, '.mim', 'tools', 'dataset_converters'))
+    for path in candidates:
+        if osp.isdir(path):
+            return path
+    return 'tools/dataset_converters'
+
+
 class MissingDataError(FileNotFoundError):
     """A dataset's files are not where the config says; one-line message."""
 
@@ -83,6 +104,7 @@ def _hint(node: dict) -> str:
     """How to get the data of one dataset cfg, and how to point at it."""
     folder = osp.basename(str(node.get('data_root') or '').rstrip('/'))
     how = HOW_TO_GET.get(folder) or HOW_TO_GET.get(_type_name(node), _ELSE)
+    how = how.replace('{converters}', converters_dir())
     return (f'{how}; then pass --cfg-options data_root=DIR to our tools or '
             f'set {ENV_VAR}=DIR')
 
@@ -125,6 +147,7 @@ def check_data(cfg, loaders: Sequence[str] = LOADERS) -> None:
             ``('train_dataloader', 'val_dataloader')`` for training and
             ``('test_dataloader', )`` for testing. Defaults to all three.
     """
+    warn_data_root_mismatch(cfg, loaders)
     for key, node in iter_datasets(cfg, loaders):
         root = str(node.get('data_root') or '')
         if '://' in root:
@@ -139,8 +162,8 @@ def check_data(cfg, loaders: Sequence[str] = LOADERS) -> None:
         if not osp.isfile(node['split_file']):
             raise MissingDataError(
                 f'{key}.split_file: {node["split_file"]!r} not found; make '
-                'it with `python tools/dataset_converters/make_semi_split.py'
-                ' CONFIG`')
+                f'it with `python {converters_dir()}/make_semi_split.py '
+                'CONFIG`')
     evaluators = [n.replace('dataloader', 'evaluator') for n in loaders]
     for key, metric in evaluator_metrics(cfg):
         path = metric.get('ann_file')

@@ -9,7 +9,10 @@ and the evaluators' ``ann_file`` to one folder; :func:`merge_cfg_options` is
 loaded config before anything is built: needs neither mmdet nor mmpretrain.
 The shipped configs also read ``data_root`` from the ``CDS_DATA_ROOT``
 environment variable (mmengine's ``{{$VAR:default}}``), for upstream tools.
+:func:`warn_data_root_mismatch` says when the top-level ``data_root`` is not
+what the datasets read (our tools and ``DataRootCheckHook`` call it).
 """
+import logging
 import os.path as osp
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -138,3 +141,78 @@ def merge_cfg_options(cfg, options: Optional[dict]) -> None:
         set_data_root(cfg, options.pop('data_root'))
     if options:
         cfg.merge_from_dict(options)
+
+
+def data_root_mismatches(cfg,
+                         loaders: Sequence[str] = LOADERS
+                         ) -> List[Tuple[str, str]]:
+    """``(key, value)`` of each dataset ``data_root`` that is not the
+    config's top-level ``data_root``.
+
+    mmengine substitutes the ``data_root`` variable while it parses each
+    file, so a child config that sets only the top-level ``data_root`` (or
+    upstream tools' ``--cfg-options data_root=DIR``) leaves the datasets of
+    its base where they were. Paths are compared after ``osp.normpath``
+    (``'data/x/'`` is ``'data/x'``); a config without a top-level string
+    ``data_root`` and datasets without one are not checked.
+
+    Args:
+        cfg (Config | dict): A loaded config.
+        loaders (Sequence[str]): Dataloader keys. Defaults to
+            :data:`LOADERS`.
+
+    Returns:
+        list[tuple[str, str]]: Dotted keys such as
+        ``'train_dataloader.dataset.data_root'`` and their values.
+    """
+    top = cfg.get('data_root')
+    if not isinstance(top, str) or not top.strip():
+        return []
+    out = []
+    for key, node in iter_datasets(cfg, loaders):
+        root = node.get('data_root')
+        if isinstance(root, str) and osp.normpath(root) != osp.normpath(top):
+            out.append((f'{key}.data_root', root))
+    return out
+
+
+_WARNED = set()  # (top-level data_root, key, value) already warned about
+
+
+def warn_data_root_mismatch(cfg,
+                            loaders: Sequence[str] = LOADERS,
+                            logger='current') -> Optional[str]:
+    """Log a warning naming each dataset whose ``data_root`` is not the
+    top-level one (see :func:`data_root_mismatches`).
+
+    A ``(key, value)`` pair is warned about once per process, so our tools
+    and ``DataRootCheckHook`` in the same run do not repeat each other.
+
+    Args:
+        cfg (Config | dict): A loaded config.
+        loaders (Sequence[str]): Dataloader keys. Defaults to
+            :data:`LOADERS`.
+        logger (str | logging.Logger): Where ``print_log`` writes. Defaults
+            to ``'current'`` (mmengine's current logger).
+
+    Returns:
+        str | None: The message logged, or None when nothing was new.
+    """
+    top = cfg.get('data_root')
+    new = [(k, v) for k, v in data_root_mismatches(cfg, loaders)
+           if (top, k, v) not in _WARNED]
+    if not new:
+        return None
+    _WARNED.update((top, k, v) for k, v in new)
+    shown = ', '.join(f'{k}={v!r}' for k, v in new)
+    msg = (f'data_root={top!r} (top level) is not what the datasets read: '
+           f'{shown}. mmengine substitutes the data_root variable when it '
+           'parses each config file, so setting only the top-level key in a '
+           'child config or with --cfg-options leaves the datasets of the '
+           'base config where they were. Set those keys too, or pass '
+           '--cfg-options data_root=DIR to cds_mm\'s tools/train.py and '
+           'tools/test.py (they move every dataset), or set '
+           f'{ENV_VAR}=DIR for a shipped config.')
+    from mmengine.logging import print_log
+    print_log(msg, logger=logger, level=logging.WARNING)
+    return msg

@@ -184,6 +184,13 @@ class FashionMNISTIDX(BaseDataset):
         if self.split == 'test':
             keep = np.arange(len(images))
         else:
+            if not 0 <= self.val_size < len(images):
+                raise ValueError(
+                    f'val_size={self.val_size} (dataset key val_size: '
+                    'train_dataloader.dataset.val_size and '
+                    'val_dataloader.dataset.val_size, one value for both) '
+                    f'must be in [0, {len(images)}): the training set in '
+                    f'{self.data_root} has {len(images)} images')
             train, val = split_indices(
                 len(images), self.val_size, self.split_seed)
             keep = train if self.split == 'train' else val

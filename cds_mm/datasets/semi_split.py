@@ -15,6 +15,7 @@ from mmengine.dataset import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from ..utils.fileio import atomic_write
+from .data_checks import converters_dir
 
 
 def stratified_split(labels: Sequence[int], fraction: float,
@@ -117,10 +118,9 @@ class SemiSplitDataset(BaseDataset):
         if not osp.isfile(self.split_file):
             raise FileNotFoundError(
                 f'SemiSplitDataset.split_file {self.split_file!r} does not '
-                'exist: make it with '
-                '`python tools/dataset_converters/make_semi_split.py CONFIG` '
-                '(the training '
-                'config; fraction and seed are read from it)')
+                'exist: make it with `python '
+                f'{osp.join(converters_dir(), "make_semi_split.py")} CONFIG` '
+                '(the training config; fraction and seed are read from it)')
         with open(self.split_file) as f:
             split = json.load(f)
         self.dataset.full_init()
@@ -134,7 +134,7 @@ class SemiSplitDataset(BaseDataset):
                 f'SemiSplitDataset.split_file {self.split_file!r} holds '
                 f'{found}, but the config '
                 f'asks for {expected}: re-run '
-                'tools/dataset_converters/make_semi_split.py with '
+                f'{osp.join(converters_dir(), "make_semi_split.py")} with '
                 'this config or point split_file elsewhere')
         labelled = [self.dataset.get_data_info(i) for i in split['labelled']]
         unlabelled = [

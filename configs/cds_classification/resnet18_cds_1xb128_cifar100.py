@@ -1,6 +1,6 @@
 # ResNet-18 (CIFAR stem) on CIFAR-100 with CDS, the authors' recipe
-# (paper_spec §4): SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 300 epochs,
-# lr / 10 at epochs 90, 180, 280. Paper Table 1: 77.45 -> 80.84.
+# (their CIFAR/train.py): SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 300
+# epochs, lr / 10 at epochs 90, 180, 280. Paper Table 1: 77.45 -> 80.84.
 _base_ = [
     'mmpretrain::_base_/models/resnet18_cifar.py',
     '../_base_/datasets/cifar100_cds_bs128.py',
@@ -9,7 +9,8 @@ _base_ = [
     '../_base_/cds/resnet_stage_cds_head.py',
     '../_base_/cds/check_finite_loss.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 # not the dict inherited from mmpretrain::, which carries a _scope_ key:
 # mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
 # keyword arguments

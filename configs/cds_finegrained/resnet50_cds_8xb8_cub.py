@@ -17,7 +17,8 @@ _base_ = [
     '../_base_/cds/resnet_stage_cds_head.py',
     '../_base_/cds/check_finite_loss.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 # not the dict inherited from mmpretrain::, which carries a _scope_ key:
 # mmpretrain's browse_dataset.py passes it to UniversalVisualizer as
 # keyword arguments

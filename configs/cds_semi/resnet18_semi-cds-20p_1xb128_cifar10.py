@@ -5,7 +5,8 @@
 _base_ = './resnet18_semi-cds-20p_1xb128_cifar100.py'
 
 # CDS_DATA_ROOT=DIR in the environment overrides the data folder
-cifar10 = dict(type='CIFAR10', data_root='{{$CDS_DATA_ROOT:data/cifar10}}')
+data_root = '{{$CDS_DATA_ROOT:data/cifar10}}'
+cifar10 = dict(type='CIFAR10', data_root=data_root)
 data_preprocessor = dict(
     num_classes=10,
     mean=[125.307, 122.961, 113.8575],

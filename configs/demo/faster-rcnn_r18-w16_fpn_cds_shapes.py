@@ -11,7 +11,8 @@ _base_ = [
     '../_base_/cds/contrast_colour.py',
     '../_base_/cds/check_finite_loss.py',
 ]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 
 detector = _base_.model
 detector.backbone = dict(

@@ -369,9 +369,10 @@ def test_eta_of_all_runs_counts_the_queued_ones_at_this_runs_pace(
 
 
 def test_the_proposal_variant_builds_the_proposal_head_alone():
-    import cds_mm  # noqa: F401  (registries)
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import cds_mm  # noqa: F401  (registries)
     args = argparse.Namespace(
         dataset='mosaic', data_dir='/d/mosaic', epochs=24, cfg_options=[])
     cfg = merged_config(bench.DATASETS['mosaic']['config'],

@@ -24,7 +24,8 @@ import pytest
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
-CUSTOM_IMPORTS = dict(imports=['cds_mm'], allow_failed_imports=False)
+CUSTOM_IMPORTS = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
 MARK = '@@CDS_JSON@@'
 
 
@@ -339,8 +340,8 @@ def test_cds_mm_registers_where_the_style_guide_says(registries):
     for name in ('FashionMNISTIDX', 'SemiSplitDataset'):
         assert name in added[('DATASETS', 'mmpretrain')], name
     assert 'CDSDetector' in added[('MODELS', 'mmdet')]
-    for name in ('CDSHead', 'InstanceCDSHead', 'ProposalCDSHead',
-                 'SupConLoss', 'KDLoss', 'SepConvProjector', 'MLPProjector'):
+    for name in ('CDSHead', 'InstanceCDSHead', 'ProposalCDSHead', 'SupConLoss',
+                 'KDLoss', 'SepConvProjector', 'MLPProjector'):
         assert name in added[('MODELS', 'mmengine')], name
 
 

@@ -1,7 +1,8 @@
 """2 gloo ranks: the CDS heads never leave a rank out of a collective.
 
 Rank 0 holds images with boxes, rank 1 images without a usable box (none,
-or a view that lost one) and fewer images, so the ranks hold different
+or a view 2 that lost its boxes, told by the boxes' instance ids) and fewer
+images, so the ranks hold different
 numbers of rows in both heads. The heads gather across ranks under
 ``DistributedDataParallel(find_unused_parameters=False)`` for a few SGD
 steps; the mean of the ranks' losses and the trained weights must equal one
@@ -51,12 +52,13 @@ class TwoHeads(nn.Module):
         self.instance_head = InstanceCDSHead(
             taps=['stem'], in_channels=[8], projector=proj, loss=loss)
 
-    def forward(self, img1, img2, boxes1, boxes2, labels):
+    def forward(self, img1, img2, boxes1, boxes2, labels, ids1, ids2):
         f1, f2 = self.stem(img1), self.stem(img2)
         losses = self.image_head.loss([f1], [f2])
         losses.update(
             self.instance_head.loss([f1], [f2], boxes1, boxes2, labels,
-                                    (img1.shape[-2:], img2.shape[-2:])))
+                                    (img1.shape[-2:], img2.shape[-2:]),
+                                    (ids1, ids2)))
         return losses
 
 
@@ -65,10 +67,13 @@ def _boxes(rows, labels):
 
 
 def rank_batch(step, rank):
-    """(img1, img2, boxes1, boxes2, labels) of ``rank`` at ``step``.
+    """(img1, img2, boxes1, boxes2, labels, ids1, ids2) of ``rank`` at
+    ``step``; ids: the boxes' instance ids per image (None: pair by
+    position).
 
     Rank 0: 3 images with boxes. Rank 1: 2 images, one without boxes and one
-    whose view 2 lost a box (dropped), so no instance row at all. Step 1:
+    whose view 2 lost its boxes (their ids say so), so no instance row at
+    all. Step 1:
     every box of rank 0 has label 0 and rank 1 has none (one label over all
     ranks: SimCLR over boxes); step 2: rank 1 holds a box of label 1, so the
     batch has two labels (SupCon) while rank 0 alone has one.
@@ -83,12 +88,18 @@ def rank_batch(step, rank):
         one_label = [[0, 0, 0], [0, 0], [0]]
         labels = [[0, 1, 1], [2, 0], [1]] if step == 0 else one_label
         boxes, labels = zip(*[_boxes(BOX[:len(lb)], lb) for lb in labels])
-        return img1, img2, list(boxes), list(boxes), list(labels)
+        return (img1, img2, list(boxes), list(boxes), list(labels), [None] * 3,
+                [None] * 3)
     none, no_label = _boxes([], [])
     two, two_labels = _boxes(BOX[:2], [1, 1])
     if step == 2:  # usable boxes of label 1 on rank 1
-        return img1, img2, [none, two], [none, two], [no_label, two_labels]
-    return img1, img2, [none, two], [none, two[:1]], [no_label, two_labels]
+        return (img1, img2, [none,
+                             two], [none,
+                                    two], [no_label,
+                                           two_labels], [None] * 2, [None] * 2)
+    return (img1, img2, [none, two], [none, none], [no_label, two_labels],
+            [None, torch.tensor([0, 1])], [None,
+                                           torch.tensor([], dtype=int)])
 
 
 def train(model, batches):
@@ -153,7 +164,7 @@ def _concat(parts):
     img1 = torch.cat([p[0] for p in parts])
     img2 = torch.cat([p[1] for p in parts])
     return (img1, img2) + tuple(
-        sum((p[i] for p in parts), []) for i in (2, 3, 4))
+        sum((p[i] for p in parts), []) for i in range(2, 7))
 
 
 @pytest.fixture(scope='module')

@@ -156,8 +156,8 @@ def empty_odd_images(shapes_root):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    """The four runs, two at a time (2 cores): {name: dict(log, rc, work_dir)}.
-    """
+    """The five runs, two or three at a time (2 cores): {name: dict(log, rc,
+    work_dir)}."""
     root = tmp_path_factory.mktemp('dist')
     write_demo_data(root, labels=[label_of(i) for i in range(N_IMAGES)])
     empty_odd_images(str(root / 'shapes'))
@@ -178,7 +178,9 @@ def runs(tmp_path_factory):
         ]),
         det=(det, [*GATHER_DET, *DDP]))
     second = dict(
-        syncbn_2proc=(cls, [*SYNCBN, *DDP]), syncbn_1proc=(cls, SYNCBN))
+        syncbn_2proc=(cls, [*SYNCBN, *DDP]),
+        syncbn_1proc=(cls, SYNCBN),
+        bn_1proc=(cls, [o.replace('=SyncBN', '=BN') for o in SYNCBN]))
     for batch in (first, second):
         procs = {
             name: (launch(
@@ -254,11 +256,12 @@ def test_syncbn_on_one_process_trains_as_bn(runs):
         'log']
     # mmengine, for the backbone
     assert 'reverted to BatchNormXd' in run['log']
-    # the same parameters and buffers as the BN model trained by the 2-process
-    # run
-    bn = torch.load(
-        runs['cls']['work_dir'] / f'iter_{ITERS}.pth', map_location='cpu')
-    assert {k: v.shape
-            for k, v in ckpt['state_dict'].items()
-            } == {k: v.shape
-                  for k, v in bn['state_dict'].items()}
+    # the same parameters and buffers, value for value, as the BN model
+    # trained by one process on the same data and seed
+    _, bn = check_trained(runs['bn_1proc'],
+                          [f'loss_cds_s{i}' for i in range(4)])
+    assert ckpt['state_dict'].keys() == bn['state_dict'].keys()
+    assert any('running_var' in k for k in bn['state_dict'])
+    for key, value in bn['state_dict'].items():
+        torch.testing.assert_close(
+            ckpt['state_dict'][key], value, rtol=0, atol=0, msg=key)

@@ -1,7 +1,7 @@
 """Schedule the weight of the CDS contrastive loss over training."""
 import logging
 import math
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -87,9 +87,11 @@ class CDSWeightHook(Hook):
     that has one, e.g. ``CDSHead``, which multiplies its configured
     ``loss_weights`` by it, and is logged as ``train/cds_weight_scale``. The
     scale is a function of ``runner.iter`` / ``runner.epoch`` only, so resuming
-    needs no saved state. A model without such a submodule (the ``mode='off'``
-    baseline of a CDS config, which inherits the hook) gets a warning and is
-    left alone.
+    needs no saved state. ``milestones`` add a step decay on top, as FSCE's
+    ``ContrastiveLossDecayHook``: the scale is multiplied by ``gamma`` at each
+    milestone iteration reached. A model without such a submodule (the
+    ``mode='off'`` baseline of a CDS config, which inherits the hook) gets a
+    warning and is left alone.
 
     Args:
         schedule (str): Decay from 1 to ``min_ratio``: 'constant' (no decay),
@@ -104,6 +106,10 @@ class CDSWeightHook(Hook):
             ``warmup_iters`` still count iterations (the scale is the
             iteration-based ramp times the epoch-based decay). Defaults to
             False.
+        milestones (Sequence[int]): Iterations (0-based, counted as
+            ``start_iter``) from which the scale is multiplied by ``gamma``
+            once more. Defaults to () (no step decay).
+        gamma (float): Factor per milestone, in [0, 1]. Defaults to 0.5.
 
     Example:
         >>> custom_hooks = [dict(type='CDSWeightHook', schedule='cosine',
@@ -116,8 +122,17 @@ class CDSWeightHook(Hook):
                  start_iter: int = 0,
                  warmup_iters: int = 0,
                  min_ratio: float = 0.0,
-                 by_epoch: bool = False) -> None:
+                 by_epoch: bool = False,
+                 milestones: Sequence[int] = (),
+                 gamma: float = 0.5) -> None:
         _check_args(schedule, start_iter, warmup_iters, min_ratio)
+        if any(not isinstance(m, int) or m < 0 for m in milestones):
+            raise ValueError(
+                f'milestones must be iterations >= 0, got {milestones}')
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f'gamma must be in [0, 1], got {gamma}')
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
         self.schedule = schedule
         self.start_iter = start_iter
         self.warmup_iters = warmup_iters
@@ -152,13 +167,14 @@ class CDSWeightHook(Hook):
         Returns:
             float: The scale, in [0, 1].
         """
+        steps = self.gamma**sum(runner.iter >= m for m in self.milestones)
         if not self.by_epoch:
-            return cds_weight_scale(runner.iter, runner.max_iters,
-                                    self.schedule, self.start_iter,
-                                    self.warmup_iters, self.min_ratio)
+            return steps * cds_weight_scale(runner.iter, runner.max_iters,
+                                            self.schedule, self.start_iter,
+                                            self.warmup_iters, self.min_ratio)
         ramp = cds_weight_scale(runner.iter, runner.max_iters, 'constant',
                                 self.start_iter, self.warmup_iters)
-        return ramp * cds_weight_scale(
+        return steps * ramp * cds_weight_scale(
             runner.epoch,
             runner.max_epochs,
             self.schedule,

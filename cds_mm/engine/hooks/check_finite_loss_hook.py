@@ -23,9 +23,14 @@ class CheckFiniteLossHook(Hook):
     through one all_reduce per iteration, so every rank stops together.
 
     Unlike mmdet's ``CheckInvalidLossHook`` (the total loss, every 50
-    iterations, mmdet scope only) it checks each term, every iteration, and is
+    iterations, an ``assert`` that ``python -O`` drops, no agreement between
+    ranks, mmdet scope only) it checks each term, every iteration, and is
     registered in the mmengine root ``HOOKS`` registry, so the mmdet and
-    mmpretrain scopes both find it. The shipped configs get it from
+    mmpretrain scopes both find it. It does not subclass that hook: importing
+    it would make this hook, and so ``import cds_mm``, need mmdet, which a
+    classification-only environment (mmpretrain with an mmcv that mmdet
+    refuses) lacks; and none of its behaviour would be kept (the one method
+    it has is the check replaced here). The shipped configs get it from
     ``configs/_base_/cds/check_finite_loss.py``.
 
     Example:

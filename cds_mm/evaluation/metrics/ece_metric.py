@@ -11,6 +11,8 @@ from mmengine.logging import print_log
 from mmengine.registry import METRICS
 from mmengine.visualization import Visualizer
 
+from ..temperature_scaling import check_temperature, scale_scores
+
 
 def _default_out_dir() -> Optional[str]:
     """The save dir of the current Visualizer's first backend that has one,
@@ -61,6 +63,13 @@ class ECEMetric(BaseMetric):
             'cpu' or 'gpu'. Defaults to 'cpu'.
         prefix (str, optional): Prefix of the metric names. Defaults to
             'calib'.
+        temperature (float): Scores are rescaled to ``softmax(log(p) / T)``
+            before binning (post-hoc temperature scaling, fitted by
+            ``tools/calibrate_temperature.py``); the accuracy is unchanged.
+            An option of the metric, not a model wrapper, so a checkpoint and
+            its predictions stay as they are and one test run can report
+            ECE at T = 1 and at T side by side (two metrics, two prefixes).
+            Defaults to 1.0 (the scores as given).
 
     Shapes:
         pred_score: (C,) class probabilities of one sample (each
@@ -74,13 +83,16 @@ class ECEMetric(BaseMetric):
                  save_diagram: bool = True,
                  out_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = 'calib') -> None:
+                 prefix: Optional[str] = 'calib',
+                 temperature: float = 1.0) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not isinstance(num_bins, int) or num_bins < 1:
             raise ValueError(f'num_bins must be an int >= 1, got {num_bins!r}')
         self.num_bins = num_bins
         self.save_diagram = save_diagram
         self.out_dir = out_dir
+        check_temperature(temperature)
+        self.temperature = float(temperature)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Store the top-1 confidence and correctness of each sample.
@@ -98,6 +110,8 @@ class ECEMetric(BaseMetric):
                     f'{sorted(sample.keys())}')
             score = torch.as_tensor(
                 sample['pred_score']).detach().cpu().float()
+            if self.temperature != 1.0:
+                score = scale_scores(score, self.temperature)
             gt = torch.as_tensor(sample['gt_label']).reshape(-1)
             if gt.numel() != 1:
                 raise ValueError(

@@ -8,14 +8,12 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..utils.build_scope import build_scope
 from ..utils.classifier_api import logits_taps
 from ..utils.loss_weights import per_tap_weights
-from ..utils.views import split_views
-from .cds_classifier import CDSClassifier, _dsn_targets, _rename_task_loss
+from .cds_classifier import CDSClassifier, LossStep
 
 
 @MODELS.register_module()
@@ -42,10 +40,17 @@ class DistilledCDSClassifier(CDSClassifier):
 
     ``mode='off'`` gives plain KD (CE + ``loss_kd``). The teacher always runs
     in eval mode under ``no_grad`` with frozen parameters (the authors' code
-    leaves it in train mode, so its BatchNorm drifts: paper_spec §9.9). It is
+    leaves it in train mode, so its BatchNorm drifts). It is
     any model :class:`CDSClassifier` can wrap and must predict the same classes
     from the same normalised inputs; its weights come from
     ``tools/export_plain.py``'s output, loaded in :meth:`init_weights`.
+
+    The student's loss is :class:`CDSClassifier`'s (its template steps), so
+    its options act here too: ``view2_norm`` (``'joint'`` included: the
+    logits are read from the one head call on view 1's rows),
+    ``view2_scale`` (the teacher's embeddings see the same resized view 2)
+    and ``cds_interval`` (embedding matching on the steps with the
+    contrastive term).
 
     Args:
         teacher (dict | str): The teacher's model config (a ``CDSClassifier``
@@ -131,41 +136,38 @@ class DistilledCDSClassifier(CDSClassifier):
         super().init_weights()
         self._load_teacher()
 
-    def loss(self, inputs: Union[Tensor, List[Tensor]],
-             data_samples: List[DataSample]) -> Dict[str, Tensor]:
-        """Student CE (+ CDS) plus logit KD (+ head-to-head embedding
-        matching)."""
-        view1, view2 = split_views(inputs, self.mode == 'cds')
-        with self.taps.capture() as s_feats1, \
-                self.logits_tap.capture() as s_logits:
-            losses = self.classifier.loss(view1, data_samples)
+    def _task_loss(self, step: LossStep) -> None:
+        """The student's own step, reading its logits on the way (the head
+        runs once, also with ``view2_norm='joint'``)."""
+        with self.logits_tap.capture() as logits:
+            super()._task_loss(step)
+        step.student_logits = logits[0]
 
+    def _cds_modules(self) -> List[nn.Module]:
+        return [self.cds_head, self.kd_adapters]
+
+    def _extra_losses(self, step: LossStep) -> Dict[str, Tensor]:
+        """Logit KD on view 1, and embedding matching on each tap when the
+        contrastive term ran (the teacher sees the views the student saw)."""
         teacher = self.teacher
         with torch.no_grad():
             with teacher.taps.capture() as t_feats1:
-                t_logits = teacher.classifier(view1, mode='tensor')
-            if self.match_embeddings:
-                t_z = teacher.cds_head.project_views(t_feats1,
-                                                     teacher._tapped(view2))
-        losses['loss_kd'] = self.kd_loss(s_logits[0], t_logits)
-
-        if self.mode == 'off':
-            return _rename_task_loss(losses)
-        if self.mode == 'dsn':
-            losses.update(
-                self.cds_head.loss(
-                    s_feats1, labels=_dsn_targets(data_samples, view1.device)))
-            return _rename_task_loss(losses)
-        s_z = self.cds_head.project_views(s_feats1, self._tapped(view2))
-        losses.update(self._contrast(*s_z, data_samples))
-        if self.match_embeddings:
-            for i, (adapter,
-                    w) in enumerate(zip(self.kd_adapters, self.embed_weights)):
-                student = adapter(torch.cat([s_z[0][i], s_z[1][i]]))
-                target = torch.cat([t_z[0][i], t_z[1][i]])
-                losses[f'loss_embed_s{i}'] = w * (student -
-                                                  target).pow(2).sum(1).mean()
-        return _rename_task_loss(losses)
+                t_logits = teacher.classifier(step.view1, mode='tensor')
+        losses = dict(loss_kd=self.kd_loss(step.student_logits, t_logits))
+        # a cds_interval step without CDS keeps the adapters in the graph
+        # through loss_cds_skipped (_cds_modules)
+        if not (self.match_embeddings and step.z1 is not None):
+            return losses
+        with torch.no_grad():
+            t_z1, t_z2 = teacher.cds_head.project_views(
+                t_feats1, teacher._tapped(step.view2))
+        for i, (adapter,
+                w) in enumerate(zip(self.kd_adapters, self.embed_weights)):
+            student = adapter(torch.cat([step.z1[i], step.z2[i]]))
+            target = torch.cat([t_z1[i], t_z2[i]])
+            losses[f'loss_embed_s{i}'] = w * embedding_distance(
+                student, target)
+        return losses
 
     def _load_teacher(self) -> None:
         state_dict = _read_state_dict(self.teacher_ckpt, 'model.teacher_ckpt')
@@ -224,3 +226,14 @@ def _read_state_dict(path: str, key: str) -> dict:
             'teacher with tools/export_plain.py first')
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     return dict(ckpt.get('state_dict', ckpt))
+
+
+def embedding_distance(student: Tensor, target: Tensor) -> Tensor:
+    """Mean over rows of the squared L2 distance (``loss_embed_s<i>`` before
+    its weight).
+
+    Shapes:
+        student, target: (M, D).
+        return: ().
+    """
+    return (student - target).pow(2).sum(1).mean()

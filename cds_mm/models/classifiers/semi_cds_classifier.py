@@ -1,14 +1,15 @@
 """Semi-supervised CDS: labelled images get CE + CDS, unlabelled ones only
 SimCLR."""
-from typing import Dict, List, Union
+from typing import Dict, List, Optional
 
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..utils.classifier_api import check_head_loss
-from ..utils.views import split_views, take_rows
-from .cds_classifier import CDSClassifier, _hard_labels, _rename_task_loss
+from ..utils.cls_batch import hard_labels, running_batch_augments
+from ..utils.views import take_rows
+from ..utils.weight_checks import check_weight
+from .cds_classifier import CDSClassifier, LossStep
 
 
 @MODELS.register_module()
@@ -25,12 +26,19 @@ class SemiCDSClassifier(CDSClassifier):
     ``unlabelled_weight``). The labelled : unlabelled ratio per batch is the
     sampler's ``source_ratio`` (``mmdet.MultiSourceSampler``).
 
+    Both contrastive losses run on every step that has the contrastive term,
+    whatever rows the batch holds (a group without rows adds a zero), so with
+    ``gather_distributed=True`` every rank joins every gather.
+
     ``mode='off'`` is the supervised-only baseline: the unlabelled rows are
     dropped before the forward, so it trains on the labelled rows alone with
     the same batches and iterations. It works with every classifier type;
     ``mode='cds'`` needs ``extract_feat()`` and ``head.loss()`` (as
-    ``ImageClassifier`` has), and batch augments (``train_cfg.augments``)
-    are rejected: Mixup/CutMix would mix labelled with unlabelled rows.
+    ``ImageClassifier`` has), and batch augments (in the data preprocessor
+    that runs, e.g. from ``train_cfg.augments``) are rejected: Mixup/CutMix
+    would mix labelled with unlabelled rows. The other options of
+    :class:`CDSClassifier` (``view2_norm``, ``view2_scale``,
+    ``cds_interval``) act as there.
 
     Args:
         unlabelled_weight (float): Weight of the unlabelled SimCLR terms,
@@ -47,69 +55,53 @@ class SemiCDSClassifier(CDSClassifier):
         if mode not in ('cds', 'off'):
             raise ValueError(
                 "SemiCDSClassifier: model.mode must be 'cds' or 'off' (DSN "
-                "needs "
-                f'labels on every image), got {mode!r}')
-        if kwargs.get('joint_batch'):
-            raise ValueError(
-                'SemiCDSClassifier: model.joint_batch is not supported; view '
-                '1 '
-                'of all images already runs as one batch')
-        if unlabelled_weight < 0:
-            raise ValueError('model.unlabelled_weight must be >= 0, got '
-                             f'{unlabelled_weight}')
+                f'needs labels on every image), got {mode!r}')
         super().__init__(**kwargs)
-        self.unlabelled_weight = float(unlabelled_weight)
+        self.unlabelled_weight = check_weight(unlabelled_weight,
+                                              'model.unlabelled_weight')
         if mode == 'cds':
             check_head_loss(self.classifier, "SemiCDSClassifier (mode='cds')")
-        if getattr(self.classifier.data_preprocessor, 'batch_augments', None):
+        if running_batch_augments(self.data_preprocessor) is not None:
             raise ValueError(
-                'SemiCDSClassifier: model.classifier.train_cfg.augments '
-                '(batch augments) would mix labelled and unlabelled images; '
-                'remove them')
+                'SemiCDSClassifier: the data preprocessor runs batch augments '
+                '(model.classifier.train_cfg.augments or '
+                'model.data_preprocessor...batch_augments), which would mix '
+                'labelled and unlabelled images; remove them')
 
-    def loss(self, inputs: Union[Tensor, List[Tensor]],
-             data_samples: List[DataSample]) -> Dict[str, Tensor]:
-        """CE on the labelled rows, SupCon / SimCLR on the labelled /
-        unlabelled rows."""
-        view1, view2 = split_views(inputs, self.mode == 'cds')
-        lab = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
-        unl = [i for i, ds in enumerate(data_samples) if 'gt_label' not in ds]
-        lab_samples = [data_samples[i] for i in lab]
-        if self.mode == 'off':
-            if not lab:
-                return dict(loss_cls=self._zero(view1))
-            return _rename_task_loss(
-                self.classifier.loss(view1[lab], lab_samples))
+    @staticmethod
+    def _labelled(step: LossStep) -> List[int]:
+        return [i for i, s in enumerate(step.data_samples) if 'gt_label' in s]
 
-        with self.taps.capture() as feats1:
-            feats = self.classifier.extract_feat(view1)
-        feats2 = self._tapped(view2)
-        losses = {}
-        if lab:
-            losses.update(
-                self.classifier.head.loss(take_rows(feats, lab), lab_samples))
-        # keeps the key and the head in the graph (DDP) when a batch has no
-        # labels
-        else:
-            losses['loss'] = self._zero(view1)
-        z1, z2 = self.cds_head.project_views(feats1, feats2)
-        if lab:
-            losses.update(
-                self.cds_head.loss_by_projections(
-                    take_rows(z1, lab), take_rows(z2, lab),
-                    _hard_labels(lab_samples, view1.device)))
-        if unl:
-            losses.update(
-                self.cds_head.loss_by_projections(
-                    take_rows(z1, unl),
-                    take_rows(z2, unl),
-                    None,
-                    prefix='loss_unsup',
-                    weight=self.unlabelled_weight))
-        return _rename_task_loss(losses)
+    def _task_rows(self, step: LossStep) -> Optional[List[int]]:
+        """Only the labelled rows reach the head."""
+        return self._labelled(step)
 
-    def _zero(self, ref: Tensor) -> Tensor:
-        """0 that depends on every trainable parameter (no unused ones under
-        DDP)."""
-        return sum(p.sum() for p in self.parameters()
-                   if p.requires_grad) * 0. + ref.sum() * 0.
+    def _task_loss(self, step: LossStep) -> None:
+        """``mode='off'``: CE on the labelled rows, the others dropped before
+        the forward; otherwise :class:`CDSClassifier`'s step."""
+        if self.mode != 'off':
+            return super()._task_loss(step)
+        lab = self._labelled(step)
+        if not lab:
+            step.losses = self._head_loss(step.view1, [], step.data_samples)
+            return
+        step.losses = self.classifier.loss(step.view1[lab],
+                                           [step.data_samples[i] for i in lab])
+
+    def _contrast(self, step: LossStep) -> Dict[str, Tensor]:
+        """SupCon on the labelled rows and SimCLR on the unlabelled ones,
+        both always called (a collective under ``gather_distributed``)."""
+        lab = self._labelled(step)
+        unl = [i for i in range(len(step.data_samples)) if i not in lab]
+        labels = hard_labels([step.data_samples[i] for i in lab],
+                             step.view1.device)
+        losses = self.cds_head.loss_by_projections(
+            take_rows(step.z1, lab), take_rows(step.z2, lab), labels)
+        losses.update(
+            self.cds_head.loss_by_projections(
+                take_rows(step.z1, unl),
+                take_rows(step.z2, unl),
+                None,
+                prefix='loss_unsup',
+                weight=self.unlabelled_weight))
+        return losses

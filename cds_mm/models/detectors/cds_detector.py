@@ -1,6 +1,7 @@
 """CDS around any mmdet detector, built from its config."""
 import contextlib
 import copy
+import logging
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -8,11 +9,14 @@ from mmdet.models.detectors import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.logging import print_log
 from torch import Tensor
 
+from ..heads.proposal_cds_head import roi_fc_channels
 from ..taps import FeatureTaps
 from ..utils.build_scope import build_scope
-from ..utils.norm_stats import frozen_running_stats
+from ..utils.joint_pass import JointExtract
+from ..utils.norm_stats import check_view2_norm, view2_norm_context
 from ..utils.plain_checkpoint import load_plain_checkpoints
 
 DET_MODES = ('cds', 'off')
@@ -42,13 +46,25 @@ class CDSDetector(BaseDetector):
             rejected.
         instance_head (dict, optional): :class:`InstanceCDSHead` config (SupCon
             over ground-truth boxes in both views).
+        proposal_head (dict, optional): :class:`ProposalCDSHead` config
+            (SupCon over the RoI head's sampled proposals in both views);
+            needs a detector with a ``roi_head``.
         mode (str): ``'cds'`` or ``'off'`` (the plain detector trained on the
             same data, for baselines). Defaults to ``'cds'``.
-        view2_norm_stats (bool): Whether view 2's pass updates the running
-            statistics of the detector's BatchNorms (those in training
-            mode). Defaults to False: evaluation sees images of view 1's
-            recipe, so the running statistics track view 1 only, as in the
-            baseline (view 2 still normalises with its own batch statistics).
+        view2_norm (str, optional): BatchNorm policy of view 2, the same
+            option and meaning as :class:`CDSClassifier`'s, for the
+            detector's BatchNorms in training mode: ``'split'`` (view 2 is
+            normalised with its own batch statistics; the running statistics
+            track view 1 only, as in the baseline, since evaluation sees
+            images of view 1's recipe), ``'split_tracked'`` (view 2's pass
+            moves them too) or ``'joint'`` (both views through backbone and
+            neck as one 2N batch, as the authors' code does for
+            classifiers; the detector's heads and losses still see view 1
+            only; both branches must have one batch size). Defaults to None
+            (``'split'``, this wrapper's behaviour so far).
+        view2_norm_stats (bool, optional): Deprecated spelling: True is
+            ``view2_norm='split_tracked'``, False ``'split'``. Defaults to
+            None.
         probe_size (int): Side of the dummy image used to probe the tapped
             channels. Defaults to 128.
         data_preprocessor (dict, optional): Defaults to mmdet's
@@ -67,17 +83,20 @@ class CDSDetector(BaseDetector):
                  detector: dict,
                  cds_head: Optional[dict] = None,
                  instance_head: Optional[dict] = None,
+                 proposal_head: Optional[dict] = None,
                  mode: str = 'cds',
-                 view2_norm_stats: bool = False,
+                 view2_norm: Optional[str] = None,
+                 view2_norm_stats: Optional[bool] = None,
                  probe_size: int = 128,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if mode not in DET_MODES:
             raise ValueError(f'model.mode must be one of {DET_MODES} for '
                              f'detectors, got {mode!r}')
-        if mode == 'cds' and cds_head is None and instance_head is None:
-            raise ValueError(
-                "mode='cds' needs cds_head, instance_head or both")
+        if mode == 'cds' and cds_head is None and instance_head is None \
+                and proposal_head is None:
+            raise ValueError("mode='cds' needs cds_head, instance_head or "
+                             'both, or proposal_head')
         detector = copy.deepcopy(dict(detector))
         if data_preprocessor is None:
             data_preprocessor = dict(
@@ -88,10 +107,17 @@ class CDSDetector(BaseDetector):
                 data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.detector = MODELS.build(detector)
         self.mode = mode
-        self.view2_norm_stats = view2_norm_stats
+        self.view2_norm = _view2_norm(view2_norm, view2_norm_stats)
         self.cds_head = self._build_head(cds_head, 'cds_head', probe_size)
         self.instance_head = self._build_head(instance_head, 'instance_head',
                                               probe_size)
+        self.proposal_head = None
+        if proposal_head is not None and mode != 'off':
+            proposal_head = dict(proposal_head)
+            proposal_head.setdefault('in_channels',
+                                     roi_fc_channels(self.detector))
+            with build_scope(MODELS):
+                self.proposal_head = MODELS.build(proposal_head)
         load_plain_checkpoints(self, 'detector')
         names = [
             n for head in (self.cds_head, self.instance_head) if head
@@ -100,7 +126,8 @@ class CDSDetector(BaseDetector):
         self.taps = FeatureTaps(
             self.detector, list(dict.fromkeys(names)),
             'cds_head.taps/instance_head.taps') if names else None
-        self._view2_needs_neck = any(n.startswith('neck.') for n in names)
+        self._view2_needs_neck = self.proposal_head is not None or any(
+            n.startswith('neck.') for n in names)
 
     def _build_head(self, cfg: Optional[dict], key: str, probe_size: int):
         if cfg is None or self.mode == 'off':
@@ -138,15 +165,24 @@ class CDSDetector(BaseDetector):
         inputs2, samples2 = multi_batch_inputs[
             'cds'], multi_batch_data_samples['cds']
 
-        with self.taps.capture() as tapped1:
+        proposals = contextlib.nullcontext() if self.proposal_head is None \
+            else self.proposal_head.record(self.detector.roi_head)
+        joint = JointExtract(self.detector, inputs2) \
+            if self.view2_norm == 'joint' else contextlib.nullcontext()
+        with self._capture() as tapped1, proposals as record, joint:
             losses = self.detector.loss(inputs1, samples1)
-        with self.taps.capture() as tapped2, self._view2_norms():
-            if self._view2_needs_neck:
-                self.detector.extract_feat(inputs2)
-            else:
-                self.detector.backbone(inputs2)
-        by_name1 = dict(zip(self.taps.names, tapped1))
-        by_name2 = dict(zip(self.taps.names, tapped2))
+        if self.view2_norm == 'joint':  # one 2N pass; taps hold both views
+            tapped1, tapped2, feats2 = joint.split(tapped1)
+        else:
+            with self._capture() as tapped2, view2_norm_context(
+                    self.detector, self.view2_norm):
+                if self._view2_needs_neck:
+                    feats2 = self.detector.extract_feat(inputs2)
+                else:
+                    self.detector.backbone(inputs2)
+        names = [] if self.taps is None else self.taps.names
+        by_name1 = dict(zip(names, tapped1))
+        by_name2 = dict(zip(names, tapped2))
 
         if self.cds_head is not None:
             losses.update(
@@ -160,15 +196,22 @@ class CDSDetector(BaseDetector):
                     [get_box_tensor(s.gt_instances.bboxes) for s in samples1],
                     [get_box_tensor(s.gt_instances.bboxes) for s in samples2],
                     [s.gt_instances.labels for s in samples1],
-                    (inputs1.shape[-2:], inputs2.shape[-2:])))
+                    (inputs1.shape[-2:], inputs2.shape[-2:]),
+                    _instance_ids(samples1, samples2),
+                    [[s.metainfo.get('img_shape') for s in ss]
+                     for ss in (samples1, samples2)]))
+        if self.proposal_head is not None:
+            head = self.proposal_head
+            losses.update(
+                head.loss(*head.contrast_inputs(record, self.detector.roi_head,
+                                                feats2, samples1, samples2)))
         return losses
 
-    def _view2_norms(self):
-        """Context of view 2's pass: BatchNorm running statistics frozen
-        unless ``view2_norm_stats``."""
-        if self.view2_norm_stats:
-            return contextlib.nullcontext()
-        return frozen_running_stats(self.detector)
+    def _capture(self):
+        """The taps' capture, or an empty list when nothing is tapped."""
+        if self.taps is None:
+            return contextlib.nullcontext([])
+        return self.taps.capture()
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -187,6 +230,34 @@ class CDSDetector(BaseDetector):
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
         """The plain detector's backbone (+ neck) features."""
         return self.detector.extract_feat(batch_inputs)
+
+
+def _view2_norm(view2_norm: Optional[str],
+                view2_norm_stats: Optional[bool]) -> str:
+    """``view2_norm``, or the one the deprecated ``view2_norm_stats``
+    spells (warned); ``'split'`` when neither is set."""
+    if view2_norm_stats is not None:
+        alias = 'split_tracked' if view2_norm_stats else 'split'
+        if view2_norm not in (None, alias):
+            raise ValueError(
+                f'model.view2_norm_stats={view2_norm_stats} (deprecated) '
+                f'means model.view2_norm={alias!r}, got {view2_norm!r}; '
+                'set only view2_norm')
+        print_log(
+            'CDSDetector: model.view2_norm_stats is deprecated; use '
+            f'model.view2_norm={alias!r}',
+            logger='current',
+            level=logging.WARNING)
+        view2_norm = alias
+    return check_view2_norm('split' if view2_norm is None else view2_norm)
+
+
+def _instance_ids(samples1: SampleList, samples2: SampleList):
+    """Both views' ``gt_instances.instance_ids`` (None where a sample has
+    none), or None when no sample has them (boxes pair by position)."""
+    ids = [[s.gt_instances.get('instance_ids') for s in ss]
+           for ss in (samples1, samples2)]
+    return None if all(i is None for view in ids for i in view) else ids
 
 
 def _check_image_level(cfg: dict) -> None:

@@ -11,6 +11,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from ..utils.loss_weights import per_tap_weights
+from ..utils.weight_checks import check_weights
 
 MODES = ('cds', 'dsn', 'off')
 
@@ -133,6 +134,7 @@ class CDSHead(BaseModule):
                 f'cds_head.in_channels has {len(in_channels)} entries for '
                 f'{len(self.taps)} taps {self.taps}')
         self.in_channels = list(in_channels)
+        check_weights(loss_weight, 'cds_head.loss_weight')
         self.loss_weights = per_tap_weights(loss_weight, len(self.taps),
                                             'cds_head')
         self.mode = mode

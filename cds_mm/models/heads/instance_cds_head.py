@@ -11,8 +11,10 @@ from mmengine.registry import MODELS
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from ..utils.box_pairing import pair_boxes
 from ..utils.dist import all_reduce_max
 from ..utils.loss_weights import per_tap_weights
+from ..utils.weight_checks import check_weights
 from .cds_head import build_projectors
 
 # below every label and above none: the (-min, max) of a box-free rank
@@ -23,12 +25,19 @@ _NO_LABEL = torch.iinfo(torch.int64).min
 class InstanceCDSHead(BaseModule):
     """SupCon between the RoI features of ground-truth boxes in two views.
 
-    Each box is RoIAligned on every tapped level in view 1 and in view 2 (its
-    own box there: the pipeline keeps boxes in the same order in both views),
-    projected, L2-normalised and contrasted with the box class labels. Images
-    whose two views hold different box counts (a transform dropped a box)
-    contribute nothing. An image with more than ``max_boxes_per_image`` boxes
-    contributes a random subset of that size, the same boxes in both views,
+    Each box is RoIAligned on every tapped level in view 1 and in view 2 (the
+    same box there, by the identity the pipeline carries: see
+    :func:`pair_boxes`), projected, L2-normalised and contrasted with the box
+    class labels. Boxes carry an identity either as
+    ``gt_instances.instance_ids`` in both branches (boxes with the same id
+    pair up; ``AddInstanceIds`` + ``PackDetInputsWithIds`` put them there),
+    or, in the usual pipeline whose ``'cds'`` branch is
+    photometric only, as the same boxes in the same order, which is checked;
+    boxes that cannot be paired raise a ``ValueError`` naming the image and
+    the cause, so no box is contrasted with another one. RoIAlign scales the
+    boxes per axis (feature size / input size on each axis) and keeps their
+    coordinates in fp32, also under AMP. An image with more than
+    ``max_boxes_per_image`` pairs contributes a random subset of that size,
     drawn from torch's global RNG (so a seeded run is reproducible).
 
     When every box of the batch (of all ranks, when the loss gathers across
@@ -68,8 +77,12 @@ class InstanceCDSHead(BaseModule):
         feats, feats_view2: list of (N, C_i, H_i, W_i), one per tap.
         boxes, boxes_view2: list of N tensors (M_j, 4), x1y1x2y2 in input
             pixels, M_j >= 0.
-        labels: list of N tensors (M_j,) int64.
+        labels: list of N tensors (M_j,) int64 (view 1's boxes).
         input_sizes: (H, W) of the (padded) batch input of view 1 and view 2.
+        instance_ids: None, or two lists (view 1, view 2) of N tensors
+            (M_j,) naming each box.
+        img_shapes: None, or two lists (view 1, view 2) of N (H, W) image
+            sizes (before padding).
     """
 
     def __init__(self,
@@ -96,6 +109,7 @@ class InstanceCDSHead(BaseModule):
             raise ValueError('instance_head.max_boxes_per_image must be >= 1 '
                              f'or None, got {max_boxes_per_image}')
         self.in_channels = list(in_channels)
+        check_weights(loss_weight, 'instance_head.loss_weight')
         self.loss_weights = per_tap_weights(loss_weight, len(self.taps),
                                             'instance_head')
         self.roi_size = roi_size
@@ -112,14 +126,20 @@ class InstanceCDSHead(BaseModule):
         """Multiply every tap's weight by ``scale`` (set by CDSWeightHook)."""
         self.weight_scale = float(scale)
 
-    def loss(self, feats: Sequence[Tensor], feats_view2: Sequence[Tensor],
-             boxes: List[Tensor], boxes_view2: List[Tensor],
+    def loss(self,
+             feats: Sequence[Tensor],
+             feats_view2: Sequence[Tensor],
+             boxes: List[Tensor],
+             boxes_view2: List[Tensor],
              labels: List[Tensor],
-             input_sizes: Sequence[Sequence[int]]) -> Dict[str, Tensor]:
+             input_sizes: Sequence[Sequence[int]],
+             instance_ids: Optional[Sequence[List[Tensor]]] = None,
+             img_shapes: Optional[Sequence[list]] = None) -> Dict[str, Tensor]:
         """``{'loss_cds_inst_s<i>': ()}`` per tap."""
         self._check_feats(feats, feats_view2)
         rois1, rois2, box_labels = self._select_boxes(boxes, boxes_view2,
-                                                      labels)
+                                                      labels, instance_ids,
+                                                      img_shapes)
         ids = self._contrast_ids(box_labels)
         losses = {}
         for i, (proj, f1,
@@ -165,22 +185,37 @@ class InstanceCDSHead(BaseModule):
                         f'says {c} channels (dim 1)')
 
     def _select_boxes(
-            self, boxes: List[Tensor], boxes_view2: List[Tensor],
-            labels: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], Tensor]:
-        """Boxes to contrast per image, and their labels concatenated.
+        self,
+        boxes: List[Tensor],
+        boxes_view2: List[Tensor],
+        labels: List[Tensor],
+        instance_ids: Optional[Sequence[List[Tensor]]] = None,
+        img_shapes: Optional[Sequence[list]] = None
+    ) -> Tuple[List[Tensor], List[Tensor], Tensor]:
+        """Pairs of the same box to contrast per image, and their labels.
 
         Shapes:
             return: two lists of N tensors (K_j, 4) fp32, and (sum K_j,).
         """
+        n = len(boxes)
+        none = ([None] * n, [None] * n)
+        ids1, ids2 = none if instance_ids is None else instance_ids
+        shapes1, shapes2 = none if img_shapes is None else img_shapes
         rois1, rois2, ids = [], [], []
-        for b1, b2, lb in zip(boxes, boxes_view2, labels):
-            keep = torch.arange(len(b1) if len(b1) == len(b2) else 0)
+        for j, (b1, b2, lb) in enumerate(zip(boxes, boxes_view2, labels)):
+            if len(lb) != len(b1):
+                raise ValueError(
+                    f'InstanceCDSHead: image {j} of the batch holds {len(b1)} '
+                    f'boxes but {len(lb)} labels in view 1')
+            k1, k2 = pair_boxes(b1, b2, ids1[j], ids2[j], shapes1[j],
+                                shapes2[j], j)
             limit = self.max_boxes_per_image
-            if limit is not None and len(keep) > limit:
-                keep = torch.randperm(len(keep))[:limit].sort().values
-            rois1.append(b1[keep.to(b1.device)].float())
-            rois2.append(b2[keep.to(b2.device)].float())
-            ids.append(lb[keep.to(lb.device)])
+            if limit is not None and len(k1) > limit:
+                pick = torch.randperm(len(k1))[:limit].sort().values
+                k1, k2 = k1[pick.to(k1.device)], k2[pick.to(k2.device)]
+            rois1.append(b1[k1.to(b1.device)].float())
+            rois2.append(b2[k2.to(b2.device)].float())
+            ids.append(lb[k1.to(lb.device)])
         return rois1, rois2, torch.cat(ids)
 
     def _contrast_ids(self, box_labels: Tensor) -> Optional[Tensor]:
@@ -215,11 +250,25 @@ class InstanceCDSHead(BaseModule):
 
     def _roi_features(self, feat: Tensor, rois: List[Tensor],
                       input_size: Sequence[int]) -> Tensor:
-        """RoIAlign on one level: (M, C, roi_size, roi_size), M may be 0."""
-        scale = feat.shape[-1] / float(input_size[-1])
-        return roi_align(
-            feat, [r.to(feat.dtype) for r in rois],
-            output_size=self.roi_size,
-            spatial_scale=scale,
-            sampling_ratio=2,
-            aligned=True)
+        """RoIAlign on one level: (M, C, roi_size, roi_size), M may be 0.
+
+        The boxes are scaled per axis (feature / input size on x and on y)
+        and stay fp32; a half-precision feature is read in fp32 (as
+        torchvision's autocast rule for ``roi_align`` does) and the result
+        cast back.
+        """
+        sy = feat.shape[-2] / float(input_size[-2])
+        sx = feat.shape[-1] / float(input_size[-1])
+        scale = torch.tensor([sx, sy, sx, sy],
+                             dtype=torch.float32,
+                             device=feat.device)
+        rois = [r.float().to(feat.device) * scale for r in rois]
+        with torch.autocast(feat.device.type, enabled=False):
+            out = roi_align(
+                feat.float(),
+                rois,
+                output_size=self.roi_size,
+                spatial_scale=1.0,
+                sampling_ratio=2,
+                aligned=True)
+        return out.to(feat.dtype)

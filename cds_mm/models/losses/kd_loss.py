@@ -4,6 +4,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from ..utils.weight_checks import check_weight
+
 
 @MODELS.register_module()
 class KDLoss(BaseModule):
@@ -29,7 +31,7 @@ class KDLoss(BaseModule):
             raise ValueError(
                 f'KDLoss.temperature must be > 0, got {temperature}')
         self.temperature = float(temperature)
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_weight(loss_weight, 'kd_loss.loss_weight')
 
     def forward(self, student_logits: Tensor,
                 teacher_logits: Tensor) -> Tensor:

@@ -41,6 +41,11 @@ class SupConLoss(BaseModule):
     another waiting. A batch without rows (on every rank, when gathering) gives
     an exact 0 connected to ``features`` without a warning.
 
+    ``anchor_mask`` restricts the anchors to some samples (e.g. FSCE's
+    proposals with IoU >= 0.8); the other rows stay in every anchor's
+    contrast set (and may be positives of it) but get no loss of their own.
+    The loss is the mean over the valid anchors only.
+
     Args:
         temperature (float): Divides the cosine similarities. Defaults to 0.07.
         base_temperature (float, optional): The loss is scaled by temperature /
@@ -59,6 +64,7 @@ class SupConLoss(BaseModule):
         features: (N, V, D) L2-normalised projections, V >= 1 views per sample.
         labels: (N,) integer class ids, or None (only a sample's own views are
             positives).
+        anchor_mask: (N,) bool, or None (every sample is an anchor).
         return: () fp32 scalar, also under autocast.
     """
 
@@ -92,13 +98,16 @@ class SupConLoss(BaseModule):
 
     def forward(self,
                 features: Tensor,
-                labels: Optional[Tensor] = None) -> Tensor:
+                labels: Optional[Tensor] = None,
+                anchor_mask: Optional[Tensor] = None) -> Tensor:
         """Compute the loss.
 
         Args:
             features (Tensor): L2-normalised projections.
             labels (Tensor, optional): Class ids; None gives SimCLR/NT-Xent.
                 Defaults to None.
+            anchor_mask (Tensor, optional): Which samples (all their views)
+                act as anchors; None: all. Defaults to None.
 
         Returns:
             Tensor: The scalar loss in fp32.
@@ -106,6 +115,7 @@ class SupConLoss(BaseModule):
         Shapes:
             features: (N, V, D).
             labels: (N,) or None.
+            anchor_mask: (N,) bool or None.
             return: ().
         """
         if features.dim() != 3:
@@ -116,6 +126,11 @@ class SupConLoss(BaseModule):
             raise ValueError(
                 f'labels must have shape ({n},) to match features of shape '
                 f'{tuple(features.shape)}, got {tuple(labels.shape)}')
+        if anchor_mask is not None and tuple(anchor_mask.shape) != (n, ):
+            raise ValueError(
+                f'anchor_mask must have shape ({n},) to match features of '
+                f'shape {tuple(features.shape)}, got '
+                f'{tuple(anchor_mask.shape)}')
         world_size = get_world_size() if self.gather_distributed else 1
         with torch.autocast(features.device.type, enabled=False):
             z = features.float()
@@ -133,6 +148,12 @@ class SupConLoss(BaseModule):
                 ids_all = gather_labels(labels.to(z.device), sizes=sizes)
             else:
                 ids_all = labels.to(z.device)
+            anchors_all = None
+            if anchor_mask is not None:
+                anchors_all = anchor_mask.to(z.device, torch.int64)
+                if world_size > 1:
+                    anchors_all = gather_labels(anchors_all, sizes=sizes)
+                anchors_all = anchors_all.bool()
             # nothing anywhere: no warning, nothing to gather back
             if n_all == 0:
                 return features.float().sum() * 0.0
@@ -140,16 +161,23 @@ class SupConLoss(BaseModule):
                 return self._small_batch_loss(features, n_all)
             if n_all * v < 2:  # a lone row has nothing to contrast with
                 return features.float().sum() * 0.0
-            return self._local_loss(z_all, ids_all, offset, n, world_size)
+            return self._local_loss(z_all, ids_all, offset, n, world_size,
+                                    anchors_all)
 
-    def _local_loss(self, z_all: Tensor, ids_all: Tensor, offset: int, n: int,
-                    world_size: int) -> Tensor:
+    def _local_loss(self,
+                    z_all: Tensor,
+                    ids_all: Tensor,
+                    offset: int,
+                    n: int,
+                    world_size: int,
+                    anchors_all: Optional[Tensor] = None) -> Tensor:
         """Loss of the local anchors, normalised by the global number of valid
         anchors.
 
         Shapes:
             z_all: (N_all, V, D) fp32, rows [offset, offset + n) are local.
             ids_all: (N_all,).
+            anchors_all: (N_all,) bool or None (all).
             return: ().
         """
         n_all, v, _ = z_all.shape
@@ -157,21 +185,27 @@ class SupConLoss(BaseModule):
         ids = ids_all.repeat_interleave(v)  # (V * N_all,)
         start, stop = offset * v, (offset + n) * v
         idx = torch.arange(start, stop, device=rows.device)
+        if anchors_all is None:
+            # anchors with a positive over all ranks: the same on every rank,
+            # and no host sync
+            valid = (ids[:, None] == ids[None, :]).sum(1) > 1
+        else:
+            _, inverse, counts = torch.unique(
+                ids, return_inverse=True, return_counts=True)
+            valid = (counts[inverse] > 1) & anchors_all.repeat_interleave(v)
+            idx = idx[valid[start:stop]]  # only anchors enter the logits
         is_self = idx[:, None] == torch.arange(
             n_all * v, device=rows.device)[None, :]
-        # (V * n, V * N_all)
-        logits = rows[start:stop] @ rows.t() / self.temperature
+        # (A, V * N_all), A = V * n local anchors at most
+        logits = rows[idx] @ rows.t() / self.temperature
         log_p = logits.masked_fill(is_self, float('-inf')).log_softmax(dim=1)
-        pos = (ids[start:stop, None] == ids[None, :]) & ~is_self
+        pos = (ids[idx, None] == ids[None, :]) & ~is_self
         n_pos = pos.sum(dim=1)
         # rows without a positive contribute an exact 0 (where() also blocks
         # the -inf diagonal)
         per_anchor = -torch.where(pos, log_p, log_p.new_zeros(
             ())).sum(1) / n_pos.clamp(min=1)
-        # anchors with a positive over all ranks: the same on every rank, and
-        # no host sync
-        n_valid = ((ids[:, None] == ids[None, :]).sum(1) > 1).sum().clamp(
-            min=1)
+        n_valid = valid.sum().clamp(min=1)
         return self.scale * world_size * per_anchor.sum() / n_valid
 
     def _small_batch_loss(self, features: Tensor, batch_size: int) -> Tensor:

@@ -6,8 +6,8 @@ use only those. Two paths need more, and a classifier without it is rejected
 when the config is built, with its type and what is missing:
 
 - CE on part of a batch whose features were computed on all of it
-  (``joint_batch=True``; :class:`SemiCDSClassifier`): ``extract_feat()`` and a
-  ``head`` with ``loss()``, as ``ImageClassifier`` has.
+  (``view2_norm='joint'``; :class:`SemiCDSClassifier`): ``extract_feat()``
+  and a ``head`` with ``loss()``, as ``ImageClassifier`` has.
 - Logit distillation (:class:`DistilledCDSClassifier`): one submodule whose
   output is the logits (``head`` of ``ImageClassifier``, ``model`` of
   ``TimmClassifier``), so the student's own ``loss()`` gives them.

@@ -1,6 +1,8 @@
 """Per-tap loss weights, checked once for every head."""
 from typing import List, Sequence, Union
 
+from .weight_checks import check_weights
+
 
 def per_tap_weights(loss_weight: Union[float, Sequence[float]],
                     num_taps: int,
@@ -18,10 +20,14 @@ def per_tap_weights(loss_weight: Union[float, Sequence[float]],
 
     Returns:
         list[float]: ``num_taps`` weights.
+
+    Raises:
+        ValueError: A weight is negative, not finite or not a number, or the
+            list has another length than ``num_taps``.
     """
-    if isinstance(loss_weight, (int, float)):
-        return [float(loss_weight)] * num_taps
-    weights = [float(w) for w in loss_weight]
+    weights = check_weights(loss_weight, f'{key}.{name}')
+    if not isinstance(loss_weight, (list, tuple)):
+        return weights * num_taps
     if len(weights) != num_taps:
         raise ValueError(f'{key}.{name} has {len(weights)} entries for '
                          f'{num_taps} taps; give one float or one per tap')

@@ -5,5 +5,12 @@
 # runtime bases, and two bases may not set the same key. A config that adds
 # hooks keeps this one by extending the list:
 #   custom_hooks = _base_.custom_hooks + [dict(type='EMAHook')]
-custom_imports = dict(imports=['cds_mm'], allow_failed_imports=False)
-custom_hooks = [dict(type='CheckFiniteLossHook')]
+# DataRootCheckHook warns when a child config changes only the top-level
+# data_root. cds_mm.compat: the version-checked stack fixes our tools apply
+# (torch>=2.6 loading of mmengine checkpoints, ...), for upstream tools too.
+custom_imports = dict(
+    imports=['cds_mm', 'cds_mm.compat'], allow_failed_imports=False)
+custom_hooks = [
+    dict(type='CheckFiniteLossHook'),
+    dict(type='DataRootCheckHook')
+]

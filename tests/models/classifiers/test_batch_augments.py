@@ -244,3 +244,96 @@ def test_view2_batch_colour_leaves_view1_the_plain_recipe(recipe):
     optim = OptimWrapper(torch.optim.SGD(cds.parameters(), lr=0.05))
     log_vars = cds.train_step(pseudo_collate(_items(1)), optim)
     assert all(torch.isfinite(v) for v in log_vars.values()), log_vars
+
+
+# ------------------------------------------- every documented way to build it
+GRAY = dict(
+    type='BatchPhotometric',
+    transforms=[dict(type='RandomGrayscale', prob=1.0, keep_channels=True)])
+
+
+def _build_path(recipe, path):
+    """CDSClassifier built as each documented path builds it.
+
+    - ``runner``: the top-level ``data_preprocessor`` handed to the model
+      (untyped), as the Runner does;
+    - ``readme``: ``classifier.data_preprocessor = _base_.data_preprocessor``
+      and no model-level one (README, "Add CDS to a model you already train");
+    - ``typed``: ``model.data_preprocessor=dict(type=
+      'MultiViewClsDataPreprocessor', data_preprocessor=<the classifier's
+      preprocessor config>, view2_batch_augments=...)`` (README and
+      ``_base_/cds/contrast_colour_batch.py``).
+    """
+    if path == 'runner':
+        return build_cds(recipe)
+    model, preprocessor = copy.deepcopy(recipe)
+    kwargs = dict(
+        cds_head=dict(
+            type='CDSHead',
+            taps=TAPS,
+            projector=dict(
+                type='MLPProjector', hid_channels=32, out_channels=16)),
+        probe_size=32)
+    if path == 'readme':
+        model['data_preprocessor'] = preprocessor
+    else:
+        kwargs['data_preprocessor'] = dict(
+            type='MultiViewClsDataPreprocessor',
+            data_preprocessor=preprocessor,
+            view2_batch_augments=GRAY)
+    torch.manual_seed(0)
+    return build_cls(dict(type='CDSClassifier', classifier=model, **kwargs))
+
+
+@pytest.mark.parametrize('path', ['runner', 'readme', 'typed'])
+def test_every_documented_path_keeps_mixup_and_cutmix(recipe, path):
+    plain, cds = build_plain(recipe), _build_path(recipe, path)
+    inner = cds.data_preprocessor.data_preprocessor
+    assert _augments(inner) == _augments(plain.data_preprocessor)
+    assert _augments(inner)[0] == [('Mixup', 0.8), ('CutMix', 1.0)]
+    items = _items()
+    got = _seeded(lambda: cds.data_preprocessor(
+        pseudo_collate(copy.deepcopy(items)), True))
+    ref = _seeded(lambda: plain.data_preprocessor(
+        pseudo_collate(_single_view(items, 0)), True))
+    # view 1 is the plain recipe's batch, mixed images and soft scores alike
+    torch.testing.assert_close(got['inputs'][0], ref['inputs'])
+    torch.testing.assert_close(
+        torch.stack([s.gt_score for s in got['data_samples']]),
+        torch.stack([s.gt_score for s in ref['data_samples']]))
+    assert any(s.batch_augmented for s in got['data_samples'])
+
+
+def test_a_typed_preprocessor_without_the_augments_is_refused(recipe):
+    model, preprocessor = copy.deepcopy(recipe)
+    with pytest.raises(
+            ValueError,
+            match='model.classifier.train_cfg.augments'
+            r'.*would be dropped'):
+        build_cls(
+            dict(
+                type='CDSClassifier',
+                classifier=model,
+                data_preprocessor=dict(
+                    preprocessor, type='ClsDataPreprocessor'),
+                cds_head=dict(type='CDSHead', taps=TAPS),
+                probe_size=32))
+
+
+def test_semi_guard_reads_the_preprocessor_that_runs(recipe):
+    """Batch augments given to the running preprocessor only (the classifier
+    recipe has none) are refused too."""
+    model, preprocessor = copy.deepcopy(recipe)
+    model.pop('train_cfg')
+    preprocessor['batch_augments'] = dict(
+        augments=[dict(type='Mixup', alpha=0.8)])
+    with pytest.raises(ValueError, match='would mix labelled and unlabelled'):
+        build_cls(
+            dict(
+                type='SemiCDSClassifier',
+                classifier=model,
+                data_preprocessor=dict(
+                    type='MultiViewClsDataPreprocessor',
+                    data_preprocessor=preprocessor),
+                cds_head=dict(type='CDSHead', taps=TAPS),
+                probe_size=32))

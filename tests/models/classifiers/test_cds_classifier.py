@@ -389,7 +389,12 @@ def test_cds_interval_adds_the_contrastive_term_every_kth_step():
     (dict(view2_scale=0), r'model.view2_scale must be in \(0, 1\]'),
     (dict(view2_scale=1.5), r'model.view2_scale must be in \(0, 1\]'),
     (dict(view2_scale=0.5, joint_batch=True), 'model.view2_scale=0.5 with '
-     'model.joint_batch=True'),
+     "model.view2_norm='joint'"),
+    (dict(view2_scale=0.5, view2_norm='split_tracked'),
+     "model.view2_scale=0.5 with model.view2_norm='split_tracked'"),
+    (dict(view2_norm='own'), r"model.view2_norm must be one of \('split'"),
+    (dict(joint_batch=True, view2_norm='split'),
+     "model.joint_batch=True means model.view2_norm='joint'"),
     (dict(cds_interval=0), 'model.cds_interval must be an int >= 1'),
     (dict(cds_interval=2.0), 'model.cds_interval must be an int >= 1'),
 ])
@@ -398,11 +403,55 @@ def test_cheaper_variant_errors_name_the_key(kwargs, match):
         build(**kwargs)
 
 
-def test_cheaper_variants_rejected_by_wrappers_with_their_own_loss():
-    with pytest.raises(ValueError, match='not supported by SemiCDSClassifier'):
-        MODELS.build(
-            dict(
-                type='SemiCDSClassifier',
-                classifier=copy.deepcopy(CLASSIFIER),
-                cds_head=dict(type='CDSHead', taps=TAPS),
-                cds_interval=2))
+def test_semi_takes_every_option_through_the_one_loss_path():
+    """SemiCDSClassifier runs CDSClassifier's loss template: view2_scale,
+    cds_interval and view2_norm='joint' act there as in CDSClassifier."""
+    from test_semi_cds_classifier import build as build_semi
+    from test_semi_cds_classifier import mixed_batch
+    model = build_semi(view2_scale=0.5, cds_interval=2)
+    sizes = _input_sizes(model)
+    views, samples = mixed_batch()
+    keys = [sorted(model.loss(views, samples)) for _ in range(2)]
+    cds = [f'loss_{k}_s{i}' for k in ('cds', 'unsup') for i in range(4)]
+    assert keys == [
+        sorted(['loss_cls'] + cds), ['loss_cds_skipped', 'loss_cls']
+    ]
+    assert sizes == [32, 16, 32]  # view 2 at half size, on CDS steps only
+    joint = build_semi(view2_norm='joint')
+    sizes = _input_sizes(joint)
+    losses = joint.loss(views, samples)
+    assert sizes == [32] and sorted(losses) == sorted(['loss_cls'] + cds)
+
+
+def _running_stats(model):
+    return {
+        n: b.clone()
+        for n, b in model.classifier.named_buffers() if 'running' in n
+    }
+
+
+@pytest.mark.parametrize('policy', ['split', 'split_tracked', 'joint'])
+def test_view2_norm_policies_set_the_running_statistics(policy):
+    """'split': view 1's pass alone moves them; 'split_tracked': view 1's then
+    view 2's pass; 'joint': one pass over the 2N batch (the authors')."""
+    model = build(view2_norm=policy).train()
+    ref = copy.deepcopy(model.classifier)
+    views, samples = batch()
+    model.loss(views, samples)
+    if policy == 'joint':
+        ref.extract_feat(torch.cat(views))
+    else:
+        ref.extract_feat(views[0])
+        if policy == 'split_tracked':
+            ref.extract_feat(views[1])
+    want = {n: b for n, b in ref.named_buffers() if 'running' in n}
+    got = _running_stats(model)
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], msg=name)
+
+
+def test_view2_norm_default_keeps_each_wrappers_behaviour():
+    assert build().view2_norm == 'split_tracked'
+    assert build(view2_scale=0.5).view2_norm == 'split'
+    assert build(joint_batch=True).view2_norm == 'joint'

@@ -216,3 +216,58 @@ def test_a_plain_student_checkpoint_loads_and_leaves_the_teacher(
         assert torch.equal(model.classifier.state_dict()[k], v), k
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, teacher[k]), k
+
+
+def test_embedding_loss_is_its_formula(teacher_export):
+    """loss_embed_s<i> = w_i * mean over the 2N rows (both views) of the
+    squared L2 distance between the adapted student projection and the
+    teacher head's projection, row by row."""
+    model = build(teacher_export, embed_weight=[0.1, 0.2, 0.3, 0.4]).eval()
+    views, samples = batch()
+    losses = model.loss(views, samples)
+    with torch.no_grad():
+        z1, z2 = model.cds_head.project_views(
+            model._tapped(views[0]), model._tapped(views[1]))
+        t1, t2 = model.teacher.cds_head.project_views(
+            model.teacher._tapped(views[0]), model.teacher._tapped(views[1]))
+    for i, w in enumerate([0.1, 0.2, 0.3, 0.4]):
+        student = model.kd_adapters[i](torch.cat([z1[i], z2[i]])).detach()
+        teacher = torch.cat([t1[i], t2[i]])
+        rows = [
+            sum((float(a) - float(b))**2 for a, b in zip(s_row, t_row))
+            for s_row, t_row in zip(student, teacher)
+        ]
+        assert len(rows) == 2 * len(samples)
+        want = w * sum(rows) / len(rows)
+        assert losses[f'loss_embed_s{i}'].item() == pytest.approx(
+            want, rel=1e-5)
+
+
+def test_joint_view2_norm_distils_from_one_student_pass(teacher_export):
+    """view2_norm='joint' (the old joint_batch) works for the distilled
+    student too: one 2N backbone pass, one head call on view 1's rows, and
+    the same KD target as the plain path."""
+    model = build(teacher_export, view2_norm='joint')
+    sizes, head_rows = [], []
+    model.classifier.backbone.register_forward_hook(
+        lambda m, i, o: sizes.append(i[0].shape[0]))
+    model.classifier.head.register_forward_hook(
+        lambda m, i, o: head_rows.append(o.shape[0]))
+    views, samples = batch()
+    losses = model.loss(views, samples)
+    assert sizes == [12] and head_rows == [6]
+    assert sorted(losses) == sorted(
+        ['loss_cls', 'loss_kd'] +
+        [f'loss_{k}_s{i}' for k in ('cds', 'embed') for i in range(4)])
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_cds_interval_skips_matching_but_keeps_the_adapters_in_graph(
+        teacher_export):
+    model = build(teacher_export, cds_interval=2)
+    views, samples = batch()
+    model.loss(views, samples)
+    losses = model.loss(views, samples)
+    assert sorted(losses) == ['loss_cds_skipped', 'loss_cls', 'loss_kd']
+    sum(losses.values()).backward()
+    assert all(a.weight.grad is not None for a in model.kd_adapters)

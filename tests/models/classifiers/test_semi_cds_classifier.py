@@ -80,7 +80,8 @@ def test_all_unlabelled_batch_gives_the_head_no_gradient():
     losses = model.loss(views, samples)
     assert not head_calls
     assert losses['loss_cls'].item() == 0
-    assert not [k for k in losses if k.startswith('loss_cds')]
+    # SupCon ran on zero rows (a collective under gather_distributed): 0
+    assert [losses[f'loss_cds_s{i}'].item() for i in range(4)] == [0.0] * 4
     sum(losses.values()).backward()
     fc = model.classifier.head.fc
     # in graph, zero
@@ -136,7 +137,6 @@ def test_mode_off_trains_on_the_labelled_rows_only():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(mode='dsn'), 'model.mode'),
-    (dict(joint_batch=True), 'model.joint_batch'),
     (dict(unlabelled_weight=-1.0), 'model.unlabelled_weight'),
     (dict(
         classifier=dict(
@@ -181,3 +181,21 @@ def test_a_partly_labelled_batch_passes_the_data_preprocessor(collate):
     ]
     losses = model(**data, mode='loss')
     assert 'loss_unsup_s0' in losses and 'loss_cds_s0' in losses
+
+
+@pytest.mark.parametrize('labels', [(0, 1, 1, 2), (None, None, None)])
+def test_both_contrastive_losses_run_whatever_rows_a_batch_holds(labels):
+    """A batch without unlabelled (or labelled) rows still calls both losses
+    (each a collective under gather_distributed), on zero rows."""
+    model = build()
+    calls = []
+    orig = model.cds_head.loss_module.forward
+    model.cds_head.loss_module.forward = lambda f, y=None: calls.append(
+        (f.shape[0], y is None)) or orig(f, y)
+    losses = model.loss(*mixed_batch(labels))
+    n_lab = sum(y is not None for y in labels)
+    # 4 taps x (SupCon on the labelled rows, then SimCLR on the others)
+    assert calls == [(n_lab, False)] * 4 + [(len(labels) - n_lab, True)] * 4
+    empty = 'loss_unsup_s0' if n_lab == len(labels) else 'loss_cds_s0'
+    assert losses[empty].item() == 0
+    assert sum(losses.values()).requires_grad
