@@ -353,8 +353,8 @@ def render_det_pretrained_backbone(data: dict) -> str:
         lines += [
             f'**{det}**', '', '| backbone | seeds | pretraining test top-1 '
             '(%) | test bbox mAP (%) | test mAP@50 (%) | mAP per seed | '
-            f"best val epoch (of {data['args']['epochs']}) |",
-            '|---|---|---|---|---|---|---|'
+            'best val mAP (%) | best val epoch (of '
+            f"{data['args']['epochs']}) |", '|---|---|---|---|---|---|---|---|'
         ]
         for init in (i for i in INIT_NAMES if i in groups):
             runs = groups[init]
@@ -364,6 +364,7 @@ def render_det_pretrained_backbone(data: dict) -> str:
                          f'{mean_std([r["mAP"] for r in runs])} | '
                          f'{mean_std([r["mAP50"] for r in runs])} | '
                          f'{per_seed(runs, "mAP")} | '
+                         f'{mean_std([_best_val(r) for r in runs])} | '
                          f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
         lines += paired_differences(groups, (
             ('cds', 'ce'), ('ce', 'scratch'),
@@ -515,13 +516,16 @@ def _paired(runs: List[dict], a: str, b: str, key: str,
 
 
 def _gain(diffs: List[float]) -> str:
-    """``'+0.72 ± 0.39: a gain'``; a mean within one std is no gain."""
+    """``'+0.72 ± 0.39: a gain'``; a mean within one std is no gain, and one
+    seed gives no verdict."""
     if not diffs:
         return 'no paired run'
     mean = statistics.mean(diffs)
     text = mean_std(diffs)
     text = text if text.startswith('-') else '+' + text
-    if len(diffs) > 1 and abs(mean) <= statistics.stdev(diffs):
+    if len(diffs) == 1:  # no spread to judge it against
+        return f'{text}: one seed, no verdict yet'
+    if abs(mean) <= statistics.stdev(diffs):
         return f'{text}: within the spread'
     return f"{text}: {'a gain' if mean > 0 else 'a loss'}"
 

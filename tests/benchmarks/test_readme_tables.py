@@ -65,6 +65,7 @@ def test_summary_says_whether_the_gain_is_within_the_spread():
     assert tables._gain([0.5, -0.5]) == '+0.00 ± 0.71: within the spread'
     assert tables._gain([-2.0, -1.0]) == '-1.50 ± 0.71: a loss'
     assert tables._gain([]) == 'no paired run'
+    assert tables._gain([-0.8]) == '-0.80: one seed, no verdict yet'
 
 
 def test_detection_summary_uses_the_shipped_variant():
@@ -82,10 +83,10 @@ def test_detection_summary_uses_the_shipped_variant():
         pre_run('retinanet', 'cds', 0, 80.0)
     ])
     rows = tables.summary_detection(data, pretrained).splitlines()[2:]
-    assert '| 70.00 | 72.00 | +2.00: a gain |' in rows[0]
+    assert '| 70.00 | 72.00 | +2.00: one seed, no verdict yet |' in rows[0]
     # the paper's route: CDS- against CE-pretrained, Faster R-CNN only
     assert rows[1].startswith("| CDS-pretrained backbone (the paper's route)")
-    assert '| 50.00 | 49.00 | -1.00: a loss |' in rows[1]
+    assert '| 50.00 | 49.00 | -1.00: one seed, no verdict yet |' in rows[1]
 
 
 def pre_run(detector, init, seed, mAP, top1=None):
@@ -95,7 +96,9 @@ def pre_run(detector, init, seed, mAP, top1=None):
         seed=seed,
         mAP=mAP,
         mAP50=mAP + 20,
-        best_epoch=20)
+        best_epoch=20,
+        val_mAP=[dict(epoch=1, mAP=mAP - 5),
+                 dict(epoch=2, mAP=mAP + 1)])
     if top1 is not None:
         run['pretrain_top1'] = top1
     return run
@@ -120,8 +123,8 @@ def test_pretrained_backbone_table_pairs_the_inits_by_seed():
     assert 'plus uncommitted changes' in text
     rows = {line.split(' | ')[0]: line for line in text.splitlines()}
     assert '| 89.50 ± 0.71 | 44.50 ± 0.71 |' in rows['| CE-pretrained']
-    assert rows['| CDS-pretrained'].startswith(
-        '| CDS-pretrained | 0 | 91.00 | 46.50 | 66.50 |')
+    assert rows['| CDS-pretrained'] == \
+        '| CDS-pretrained | 0 | 91.00 | 46.50 | 66.50 | 46.50 | 47.50 | 20 |'
     assert rows['| from scratch'].startswith('| from scratch | 0, 1 | - |')
     # cds - ce on seed 0 only; ce - scratch on both seeds
     assert '| 0 | +1.50 | 1.50 |' in \
