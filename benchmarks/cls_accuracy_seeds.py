@@ -242,6 +242,7 @@ def one_run(args, mode, seed, tag, state):
             cfg_options=opts,
             **variant_fields(args))
     env, py, start = child_env(args), sys.executable, time.time()
+    commit = git_commit()  # the code the run trains with
     resume = ['--resume'] if osp.isfile(osp.join(work, 'last_checkpoint')) \
         else []
     say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
@@ -277,7 +278,7 @@ def one_run(args, mode, seed, tag, state):
         checkpoint=osp.relpath(best, REPO),
         cfg_options=opts,
         config_digest=digest,
-        git_commit=git_commit(),
+        git_commit=commit,
         versions=stack_versions())
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)

@@ -361,7 +361,8 @@ def one_run(args, variant, seed, tag, state):
     if not resume:  # a best checkpoint of a run cut short would stay
         for path in glob.glob(osp.join(work, 'best_*.pth')):
             os.remove(path)
-    py, start = sys.executable, time.time()
+    # the code the run trains with, read before it starts
+    py, start, commit = sys.executable, time.time(), git_commit()
     say(f'[{tag}] training{" (resumed)" if resume else ""} in {work}')
     train_with_progress([
         py, 'tools/train.py', config, '--work-dir', work,
@@ -392,7 +393,7 @@ def one_run(args, variant, seed, tag, state):
         val_mAP=val_curve(work),
         cfg_options=opts,
         config_digest=config_digest(config, opts),
-        git_commit=git_commit(),
+        git_commit=commit,
         versions=stack_versions())
     with atomic_write(osp.join(work, 'result.json')) as f:
         json.dump(res, f, indent=1)
