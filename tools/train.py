@@ -24,7 +24,8 @@ if importlib.util.find_spec('cds_mm') is None:
     sys.path.insert(0, REPO_ROOT)
 from cds_mm.utils.tool_args import (add_common_args, apply_common_args,
                                     build_runner, check_common_args,
-                                    check_data_or_exit, load_config)
+                                    check_data_or_exit, latest_checkpoint,
+                                    load_config)
 
 
 def parse_args(argv=None):
@@ -93,7 +94,7 @@ def merge_args(cfg, args):
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

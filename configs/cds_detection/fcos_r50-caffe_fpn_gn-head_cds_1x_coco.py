@@ -14,9 +14,9 @@ model = dict(
     detector=_base_.model,
     # view 2's colour on the batch (the pipeline keeps only geometry)
     data_preprocessor=dict(
-        type='BranchBatchAugmentsDataPreprocessor',
+        type='MultiViewDetDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
-        branch_batch_augments=dict(cds=_base_.contrast_colour_batch)),
+        view2_batch_augments=_base_.contrast_colour_batch),
     instance_head=dict(
         _base_.fpn_instance_head, taps=['neck.fpn_convs.0'],
         in_channels=[256]))

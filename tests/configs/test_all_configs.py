@@ -258,10 +258,11 @@ def test_walk_finds_the_config_families():
 
 @pytest.mark.parametrize('family,modes', [
     ('cds_classification/resnet18_{}_1xb128_cifar100.py',
-     ('cds', 'dsn', 'base')),
+     ('cds', 'dsn', 'baseline')),
     ('cds_classification/resnet50_{}_1xb128_cifar100.py',
-     ('cds', 'dsn', 'base')),
-    ('demo/resnet18-w16_{}_1xb128_fashionmnist.py', ('cds', 'dsn', 'base')),
+     ('cds', 'dsn', 'baseline')),
+    ('demo/resnet18-w16_{}_1xb128_fashionmnist.py',
+     ('cds', 'dsn', 'baseline')),
     ('cds_detection/faster-rcnn_r50_fpn_{}_1x_coco.py', ('cds', 'baseline')),
     ('cds_detection/retinanet_r50_fpn_{}_1x_coco.py', ('cds', 'baseline')),
     ('demo/faster-rcnn_r18-w16_fpn_{}_shapes.py', ('cds', 'baseline')),
@@ -272,7 +273,7 @@ def test_ablation_configs_differ_only_in_model_mode(built, family, modes):
             built[0][osp.join(*family.format(m).split('/'))]['merged'])
         for m in modes
     }
-    expect = dict(cds='cds', dsn='dsn', base='off', baseline='off')
+    expect = dict(cds='cds', dsn='dsn', baseline='off')
     for m, cfg in cfgs.items():
         assert cfg['model']['mode'] == expect[m], (m, cfg['model'].get('mode'))
         cfg['model'].pop('mode')

@@ -5,6 +5,7 @@ One 2-iteration training run is shared; resume, load_from, test --out and --amp
 each run the real CLI in a subprocess, with torch's default safe loading
 (weights_only=True) left on.
 """
+import os
 import os.path as osp
 import pickle
 import re
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 from cds_test_utils import TEST, TRAIN, load_tool, write_class_pngs
 from mmengine.config import Config
+
+from cds_mm.utils.tool_args import latest_checkpoint
 
 # no custom_imports on purpose: the tools must import cds_mm themselves
 CONFIG = """
@@ -112,6 +115,43 @@ def test_resume_auto_continues(trained, tmp_path):
     assert 'Iter(train) [3/4]' in log and 'Iter(train) [4/4]' in log
     assert 'Iter(train) [1/4]' not in log
     assert (work / 'iter_4.pth').is_file()
+
+
+def test_resume_auto_survives_a_kill_that_emptied_last_checkpoint(
+        trained, tmp_path):
+    # CheckpointHook truncates last_checkpoint, then writes the path: a
+    # SIGKILL in between left mmengine resuming from '' (FileNotFoundError)
+    root, cfg, _ = trained
+    work = tmp_path / 'work'
+    shutil.copytree(root / 'work', work)
+    (work / 'last_checkpoint').write_text('')
+    log = _run(
+        TRAIN,
+        cfg,
+        '--work-dir',
+        work,
+        '--resume',
+        '--cfg-options',
+        'train_cfg.max_iters=3',
+        cwd=tmp_path)
+    assert 'resumed epoch: 0, iter: 2' in log, log[-3000:]
+    assert (work / 'iter_3.pth').is_file()
+
+
+def test_latest_checkpoint_follows_mmengine_then_the_newest_save(tmp_path):
+    assert latest_checkpoint(str(tmp_path)) is None
+    names = ('best_acc_iter_6.pth', 'iter_6.pth', 'iter_4.pth')
+    for age, name in enumerate(names):
+        (tmp_path / name).write_bytes(b'0')
+        os.utime(tmp_path / name, (1000 - age, 1000 - age))
+    record = tmp_path / 'last_checkpoint'
+    record.write_text(str(tmp_path / 'iter_4.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    # empty (killed mid-write) or naming a deleted file: the newest
+    # iter_N/epoch_N save, never best_*
+    for text in ('', str(tmp_path / 'iter_8.pth')):
+        record.write_text(text)
+        assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_6.pth')
 
 
 def test_test_dumps_predictions_and_accuracy(trained, tmp_path):

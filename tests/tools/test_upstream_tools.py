@@ -25,7 +25,7 @@ from mmengine.config import Config
 from PIL import Image
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
-CLS_OFF_CFG = osp.join(DEMO, 'resnet18-w16_base_1xb128_fashionmnist.py')
+CLS_OFF_CFG = osp.join(DEMO, 'resnet18-w16_baseline_1xb128_fashionmnist.py')
 DET_PLAIN_CFG = osp.join(DEMO, 'faster-rcnn_r18-w16_fpn_shapes_plain.py')
 ENV = cpu_env(MPLBACKEND='Agg')
 # the documented opt-in for upstream tools: registration plus the stack

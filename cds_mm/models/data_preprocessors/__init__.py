@@ -10,4 +10,8 @@ if has_library('mmpretrain'):
 if has_library('mmdet'):
     from .branch_batch_augments_data_preprocessor import \
         BranchBatchAugmentsDataPreprocessor  # noqa: F401
-    __all__ += ['BranchBatchAugmentsDataPreprocessor']
+    from .multi_view_det_data_preprocessor import \
+        MultiViewDetDataPreprocessor  # noqa: F401
+    __all__ += [
+        'MultiViewDetDataPreprocessor', 'BranchBatchAugmentsDataPreprocessor'
+    ]

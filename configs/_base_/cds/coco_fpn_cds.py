@@ -2,7 +2,7 @@
 # (geometry shared by both views) and the head templates. The colour
 # recipe of the 'cds' branch runs on the batch, on the model's device
 # (contrast_colour_batch, exact per image): configs pass it to
-# BranchBatchAugmentsDataPreprocessor and set the taps and channels.
+# MultiViewDetDataPreprocessor and set the taps and channels.
 _base_ = ['./contrast_colour_batch.py', './check_finite_loss.py']
 
 cds_train_pipeline = [

@@ -11,9 +11,9 @@
 #       data_preprocessor=<the classifier's preprocessor config>,
 #       view2_batch_augments=_base_.contrast_colour_batch)
 #   detectors: model.data_preprocessor = dict(
-#       type='BranchBatchAugmentsDataPreprocessor',
+#       type='MultiViewDetDataPreprocessor',
 #       data_preprocessor=detector.data_preprocessor,
-#       branch_batch_augments=dict(cds=_base_.contrast_colour_batch))
+#       view2_batch_augments=_base_.contrast_colour_batch)
 _base_ = ['./contrast_colour.py']
 
 contrast_colour_batch = dict(

@@ -1,6 +1,9 @@
-"""The batch colour augment in the classifier's and the detector's
-preprocessors: view 2 (branch ``'cds'``) only, training only, on the
-preprocessor's device, before normalisation."""
+"""The batch colour augment (``view2_batch_augments``) in the classifier's
+and the detector's preprocessors: view 2 (branch ``'cds'``) only, training
+only, on the preprocessor's device, before normalisation; the detector's
+deprecated ``BranchBatchAugmentsDataPreprocessor`` gives the same."""
+import logging
+
 import pytest
 import torch
 from cds_test_utils import build_cls, build_det
@@ -76,17 +79,35 @@ def test_classifier_key_errors_name_the_key():
         _cls(view2_batch_augments=dict(type='NoSuchAugment'))
 
 
-def _det(branch_batch_augments):
+DET_INNER = dict(
+    type='DetDataPreprocessor',
+    mean=MEAN,
+    std=STD,
+    bgr_to_rgb=True,
+    pad_size_divisor=32)
+
+
+def _det(view2_batch_augments, **kwargs):
+    return build_det(
+        dict(
+            type='MultiViewDetDataPreprocessor',
+            data_preprocessor=DET_INNER,
+            view2_batch_augments=view2_batch_augments,
+            **kwargs))
+
+
+def _det_alias(branch_batch_augments):
     return build_det(
         dict(
             type='BranchBatchAugmentsDataPreprocessor',
-            data_preprocessor=dict(
-                type='DetDataPreprocessor',
-                mean=MEAN,
-                std=STD,
-                bgr_to_rgb=True,
-                pad_size_divisor=32),
+            data_preprocessor=DET_INNER,
             branch_batch_augments=branch_batch_augments))
+
+
+# the same preprocessor, by its name and by the deprecated one
+DET_BUILDS = dict(
+    view2_batch_augments=lambda: _det(COLOUR),
+    branch_batch_augments=lambda: _det_alias(dict(cds=COLOUR)))
 
 
 def _det_batch():
@@ -109,8 +130,9 @@ def _det_batch():
         data_samples=dict(main=samples(), cds=samples()))
 
 
-def test_detector_cds_branch_is_colour_augmented_in_training_only():
-    pre = _det(dict(cds=COLOUR)).to('cpu')
+@pytest.mark.parametrize('key', sorted(DET_BUILDS))
+def test_detector_cds_branch_is_colour_augmented_in_training_only(key):
+    pre = DET_BUILDS[key]().to('cpu')
     plain = _det(None)
     torch.manual_seed(3)
     got = pre(_det_batch(), True)
@@ -119,7 +141,7 @@ def test_detector_cds_branch_is_colour_augmented_in_training_only():
     assert not torch.allclose(got['inputs']['cds'], want['inputs']['cds'])
 
     torch.manual_seed(3)
-    colour = pre.branch_batch_augments['cds'](_det_batch()['inputs']['cds'])
+    colour = pre.view2_batch_augments(_det_batch()['inputs']['cds'])
     batch = _det_batch()
     batch['inputs']['cds'] = colour
     torch.testing.assert_close(got['inputs']['cds'],
@@ -133,9 +155,66 @@ def test_detector_cds_branch_is_colour_augmented_in_training_only():
         plain(dict(test_batch), False)['inputs'])
 
 
+def test_detector_view2_branch_picks_the_branch():
+    pre = _det(COLOUR, view2_branch='main')
+    plain = _det(None)
+    torch.manual_seed(3)
+    got = pre(_det_batch(), True)['inputs']
+    want = plain(_det_batch(), True)['inputs']
+    torch.testing.assert_close(got['cds'], want['cds'])
+    assert not torch.allclose(got['main'], want['main'])
+
+
+def test_detector_keeps_samples_without_view2_in_place():
+    batch = _det_batch()
+    batch['inputs']['cds'][1] = None
+    torch.manual_seed(3)
+    got = _det(COLOUR)._augment(batch['inputs']['cds'])
+    assert got[1] is None
+    torch.manual_seed(3)
+    rows = [_det_batch()['inputs']['cds'][i] for i in (0, 2)]
+    want = _det(COLOUR).view2_batch_augments(rows)
+    torch.testing.assert_close([got[0], got[2]], want)
+
+
 def test_detector_names_a_missing_branch():
-    pre = _det(dict(view2=COLOUR))
-    with pytest.raises(ValueError, match=r"\['view2'\]"):
-        pre(_det_batch(), True)
-    with pytest.raises(ValueError, match='branch_batch_augments.cds'):
-        _det(dict(cds=[COLOUR]))
+    with pytest.raises(ValueError, match=r"view2_branch='view2' .*\['cds'"):
+        _det(COLOUR, view2_branch='view2')(_det_batch(), True)
+    with pytest.raises(ValueError, match='view2_batch_augments must be'):
+        _det([COLOUR])
+    with pytest.raises(ValueError, match='view2_branch must be'):
+        _det(COLOUR, view2_branch=['cds'])
+    with pytest.raises(ValueError, match='branch_batch_augments.view2 names'):
+        _det_alias(dict(view2=COLOUR))(_det_batch(), True)
+    with pytest.raises(ValueError, match='branch_batch_augments.cds must be'):
+        _det_alias(dict(cds=[COLOUR]))
+    with pytest.raises(ValueError, match=r"one branch.*\['cds', 'main'\]"):
+        _det_alias(dict(cds=COLOUR, main=COLOUR))
+
+
+def test_deprecated_detector_preprocessor_warns_and_matches(monkeypatch):
+    from cds_mm.models.data_preprocessors import \
+        branch_batch_augments_data_preprocessor as alias
+    logs = []
+
+    def record(msg, **kwargs):
+        logs.append((msg, kwargs['level']))
+
+    monkeypatch.setattr(alias, 'print_log', record)
+    old, new = DET_BUILDS['branch_batch_augments'](), _det(COLOUR)
+    assert len(logs) == 1
+    msg, level = logs[0]
+    assert level == logging.WARNING
+    for name in ('deprecated', 'MultiViewDetDataPreprocessor',
+                 'view2_batch_augments', 'branch_batch_augments'):
+        assert name in msg, (name, msg)
+    assert isinstance(old, type(new)) and old.view2_branch == 'cds'
+    outs = []
+    for pre in (old, new):
+        torch.manual_seed(3)
+        outs.append(pre(_det_batch(), True)['inputs'])
+    torch.testing.assert_close(outs[0], outs[1])
+    # checkpoints of either load into the other
+    assert list(old.state_dict()) == list(new.state_dict())
+    new.load_state_dict(old.state_dict(), strict=True)
+    assert _det_alias(None).view2_batch_augments is None

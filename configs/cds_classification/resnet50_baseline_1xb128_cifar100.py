@@ -1,0 +1,3 @@
+# Plain ResNet-50 trained on the same view-1 data and schedule.
+_base_ = './resnet50_cds_1xb128_cifar100.py'
+model = dict(mode='off')
