@@ -195,8 +195,15 @@ def paired(runs, detector, a, b):
     }
 
 
-def write_results(args, commit, pretrains, runs, jobs):
+def write_results(args, commit, pretrains, runs, jobs, earlier_missing=()):
+    """The results JSON. It keeps what an earlier call recorded: its runs,
+    and its missing runs not made since (``earlier_missing``), so that a call
+    for one detector or seed does not hide another's gaps."""
     have = {(r['detector'], r['init'], r['seed']) for r in runs}
+    wanted = dict.fromkeys([(m['detector'], m['init'], m['seed'])
+                            for m in earlier_missing] + list(jobs))
+    detectors = dict.fromkeys(
+        list(args.detectors) + [r['detector'] for r in runs])
     out = dict(
         benchmark='benchmarks/det_pretrained_backbone.py',
         protocol='Backbone: ResNet-18 at 1/4 width, standard stem, '
@@ -227,10 +234,10 @@ def write_results(args, commit, pretrains, runs, jobs):
                 'ce-scratch': paired(runs, d, 'ce', 'scratch'),
                 'cds-scratch': paired(runs, d, 'cds', 'scratch')
             }
-            for d in args.detectors
+            for d in detectors
         },
         missing=[
-            dict(detector=d, init=i, seed=s) for d, i, s in jobs
+            dict(detector=d, init=i, seed=s) for d, i, s in wanted
             if (d, i, s) not in have
         ])
     with atomic_write(args.results) as f:
@@ -295,11 +302,12 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     jobs = [(d, i, s) for s in args.seeds for d in args.detectors
             for i in args.inits]
-    pretrains, runs = [], []
+    pretrains, runs, earlier_missing = [], [], []
     if osp.isfile(args.results):
         with open(args.results) as f:
             old = json.load(f)
         pretrains, runs = old['pretrain'], old['runs']
+        earlier_missing = old.get('missing', [])
 
     def recorded(d, i, s):
         opts, digest = detect_key(detect_argv(args, d, i, s))
@@ -310,7 +318,7 @@ def main(argv=None):
 
     todo = [job for job in jobs if not recorded(*job)]
     if not osp.isfile(args.results):  # a file that lists the missing runs
-        write_results(args, commit, pretrains, runs, jobs)
+        write_results(args, commit, pretrains, runs, jobs, earlier_missing)
     durations = dict(pretrain=[], detect=[])
     steps = [('pretrain', arm, s) for s in args.seeds for arm in ARMS
              if any(j[1] == arm and j[2] == s for j in todo)]
@@ -356,8 +364,8 @@ def main(argv=None):
             say(f'[{tag}] FAILED: {exc}')
             continue
         durations[kind].append(time.time() - t)
-        write_results(args, commit, pretrains, runs, jobs)
-    write_results(args, commit, pretrains, runs, jobs)
+        write_results(args, commit, pretrains, runs, jobs, earlier_missing)
+    write_results(args, commit, pretrains, runs, jobs, earlier_missing)
     say(f'done in {time.time() - began:.0f} s; results in {args.results}')
     say('\n| detector | init | pretrain test top-1 | test mAP | test mAP@50 '
         '| per seed (mAP) | best epoch |')

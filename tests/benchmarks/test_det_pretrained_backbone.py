@@ -102,6 +102,31 @@ def fake_steps(monkeypatch):
     return calls
 
 
+def test_a_call_for_one_detector_keeps_the_others_gaps_and_pairs(
+        tmp_path, fake_steps, monkeypatch):
+    detect = chain.detect
+
+    def detect_but_seed1(args, detector, init, seed, pre):
+        if seed == 1:
+            raise RuntimeError('cut short')
+        return detect(args, detector, init, seed, pre)
+
+    monkeypatch.setattr(chain, 'detect', detect_but_seed1)
+    with pytest.raises(SystemExit, match='3 step'):
+        chain.main(chain_argv(tmp_path, '--seeds', '0', '1'))
+    monkeypatch.setattr(chain, 'detect', detect)
+    chain.main(
+        chain_argv(tmp_path, '--seeds', '0', '--detectors', 'retinanet'))
+    with open(tmp_path / 'res.json') as f:
+        res = json.load(f)
+    assert sorted(res['paired']) == ['faster-rcnn', 'retinanet']
+    assert res['paired']['faster-rcnn']['cds-ce'] == {'0': 2.0}
+    assert res['missing'] == [
+        dict(detector='faster-rcnn', init=i, seed=1)
+        for i in ('scratch', 'ce', 'cds')
+    ]
+
+
 def test_steps_go_seed_by_seed_and_recorded_runs_are_not_repeated(
         tmp_path, fake_steps):
     args = ['--seeds', '0', '1']
