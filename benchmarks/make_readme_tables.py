@@ -482,8 +482,8 @@ def _cost_ratio(rows: dict, name: str, ref: str, key: str) -> str:
 RENDERERS: Dict[str, Callable[[dict], str]] = {
     'cls_accuracy': render_cls_accuracy,
     'cls_ablations': render_cls_ablations,
-    'semi_accuracy': render_semi_accuracy,
-    'kd_accuracy': render_kd_accuracy,
+    'semi_accuracy_4ep': render_semi_accuracy,
+    'kd_accuracy_4ep': render_kd_accuracy,
     'det_accuracy': render_det_accuracy,
     'det_dense_accuracy': render_det_dense_accuracy,
     'det_dense_accuracy_24ep': render_det_dense_accuracy,
@@ -612,8 +612,8 @@ SUMMARIES = {
                           dict(
                               dense='det_dense_accuracy_24ep',
                               pretrained='det_pretrained_backbone')),
-    'summary_semi': (summary_semi, dict(semi='semi_accuracy')),
-    'summary_distillation': (summary_distillation, dict(kd='kd_accuracy')),
+    'summary_semi': (summary_semi, dict(semi='semi_accuracy_4ep')),
+    'summary_distillation': (summary_distillation, dict(kd='kd_accuracy_4ep')),
 }
 
 
