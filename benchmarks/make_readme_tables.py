@@ -492,6 +492,7 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'train_step_cost': render_train_step_cost,
     'det_mosaic_accuracy': render_det_dense_accuracy,
     'det_pretrained_backbone': render_det_pretrained_backbone,
+    'det_mosaic_weight_screen': render_det_dense_ablations,
 }
 
 # further results a table shows: renderer keyword -> results name
@@ -499,7 +500,9 @@ INPUTS = {
     'cls_ablations':
     dict(shipped='cls_accuracy'),
     'det_dense_both_heads_ablations_24ep':
-    dict(shipped='det_dense_both_heads_24ep')
+    dict(shipped='det_dense_both_heads_24ep'),
+    'det_mosaic_weight_screen':
+    dict(shipped='det_mosaic_accuracy')
 }
 
 
