@@ -255,6 +255,87 @@ def render_kd_accuracy(data: dict) -> str:
     return '\n'.join(lines)
 
 
+# the methods of the converged semi-supervised and distillation studies
+# (``benchmarks/semi_kd_accuracy_seeds.py semi|kd``), in table order; their
+# files, semi_accuracy.json and kd_accuracy.json, get RENDERERS entries and
+# README blocks with their first runs
+METHOD_NAMES = {
+    'sup': 'supervised-only (CE on the labelled)',
+    'semi_cds': 'semi-supervised CDS (+ SimCLR on the unlabelled)',
+    'cds_labelled': 'CDS on the labelled only (`unlabelled_weight=0`)',
+    'student': 'plain student (`mode=off`)',
+    'cds_student': 'CDS student',
+    'kd': 'plain KD (CE + logit KD, `mode=off`)',
+    'distilled_cds': 'distilled CDS (CE + CDS + KD + head matching)',
+}
+# same-seed differences a - b each study reports (pairs that ran)
+METHOD_PAIRS = [
+    ('semi_cds', 'sup'),
+    ('cds_labelled', 'sup'),
+    ('semi_cds', 'cds_labelled'),
+    ('cds_student', 'student'),
+    ('kd', 'student'),
+    ('distilled_cds', 'kd'),
+    ('distilled_cds', 'cds_student'),
+]
+
+
+def render_method_accuracy(data: dict) -> str:
+    """A converged semi-supervised or distillation table (runs keyed by
+    ``method``): test top-1 and ECE, best val, paired differences of test
+    top-1, the teacher, and the runs still missing."""
+    args = data['args']
+    order = list(METHOD_NAMES)
+    groups = dict(
+        sorted(
+            by_key(data['runs'], 'method').items(),
+            key=lambda kv: order.index(kv[0])
+            if kv[0] in order else len(order)))
+    commit = data['git_commit']
+    dirty = ' plus uncommitted changes' if commit.endswith('+dirty') else ''
+    labels = (f", {args['label_fraction']:.0%} of them labelled"
+              if 'label_fraction' in args else '')
+    lines = [
+        f"Measured on {data['date']} at commit `{commit[:12]}`{dirty} "
+        f"(`{data['benchmark']}`; each run records its own commit): "
+        f"{args['train_samples']:,} training images{labels}, "
+        f"{args['epochs']} epochs, the best-val checkpoint tested once; "
+        'mean ± sample std over the seeds listed.', ''
+    ]
+    if groups:
+        lines += [
+            '| method | seeds | test top-1 (%) | test ECE (%) | top-1 per '
+            f"seed | best val top-1 (%) | best val epoch (of {args['epochs']}"
+            ') |', '|---|---|---|---|---|---|---|'
+        ]
+    else:
+        lines.append('No run has finished yet.')
+    for method, runs in groups.items():
+        vals = [r['best_val_top1'] for r in runs]
+        val = mean_std(vals) if None not in vals else '-'
+        lines.append(f'| {METHOD_NAMES.get(method, method)} | '
+                     f'{seeds_of(runs)} | '
+                     f'{mean_std([r["top1"] for r in runs])} | '
+                     f'{mean_std([r["ece"] for r in runs])} | '
+                     f'{per_seed(runs, "top1")} | {val} | '
+                     f'{", ".join(str(r["best_epoch"]) for r in runs)} |')
+    lines += paired_differences(groups, METHOD_PAIRS, 'top1', METHOD_NAMES,
+                                'test top-1')
+    teacher = data.get('teacher')
+    if teacher:
+        lines += [
+            '', f"Teacher: test top-1 {teacher['top1']:.2f} (seed "
+            f"{teacher['seed']}, `{teacher.get('config', '?')}`)."
+        ]
+    missing = data.get('missing') or []
+    if missing:
+        lines += [
+            '', 'Not run yet (the benchmark resumes them): ' +
+            ', '.join(f"{m['method']} seed {m['seed']}" for m in missing) + '.'
+        ]
+    return '\n'.join(lines)
+
+
 def render_det_accuracy(data: dict) -> str:
     """The short detection table (bbox mAP per seed, mAP@50 as printed)."""
     lines = _short_header(data) + [

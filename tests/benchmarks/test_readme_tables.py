@@ -172,6 +172,60 @@ def test_kd_sentence_counts_the_seeds_won():
             f'{", ".join(map(str, seeds))})') in text
 
 
+def method_data(runs, **extra):
+    """A results file of ``semi_kd_accuracy_seeds.py`` (``method`` runs)."""
+    return dict(
+        date='2026-12-07',
+        git_commit='0123456789abcdef',
+        benchmark='benchmarks/semi_kd_accuracy_seeds.py semi',
+        args=dict(epochs=15, train_samples=10000, label_fraction=0.2),
+        runs=[
+            dict(
+                method=m,
+                seed=s,
+                top1=t,
+                ece=2.0,
+                best_val_top1=t + 1,
+                best_epoch=14) for m, s, t in runs
+        ],
+        **extra)
+
+
+def test_method_table_orders_methods_and_pairs_them_by_seed():
+    data = method_data([('semi_cds', 0, 82.0), ('sup', 0, 80.0),
+                        ('semi_cds', 1, 82.5), ('sup', 1, 81.0),
+                        ('semi_cds', 2, 84.0), ('sup', 2, 82.0),
+                        ('cds_labelled', 0, 81.0)],
+                       missing=[dict(method='cds_labelled', seed=1)])
+    text = tables.render_method_accuracy(data)
+    rows = [ln for ln in text.splitlines() if ln.startswith('| ')]
+    # the studies' order, not the order the runs finished in
+    assert rows[1].startswith('| supervised-only')
+    assert rows[2].startswith('| semi-supervised CDS')
+    assert '| 0, 1, 2 | 82.83 ± 1.04 | 2.00 ± 0.00 | 82.00, 82.50, 84.00 |' \
+        ' 83.83 ± 1.04 | 14, 14, 14 |' in rows[2]
+    assert ('| semi-supervised CDS (+ SimCLR on the unlabelled) − '
+            'supervised-only (CE on the labelled) | 0, 1, 2 | '
+            '+2.00, +1.50, +2.00 | 1.83 ± 0.29 |') in text
+    # seed 0 alone pairs CDS on the labelled with the others
+    assert ('(`unlabelled_weight=0`) − supervised-only (CE on the labelled) '
+            '| 0 | +1.00 | 1.00 |') in text
+    assert '20% of them labelled' in text
+    assert 'Not run yet (the benchmark resumes them): cds_labelled seed 1.' \
+        in text
+    assert 'Teacher' not in text
+
+
+def test_method_table_names_the_teacher():
+    data = method_data([('kd', 0, 90.0), ('distilled_cds', 0, 90.5)],
+                       teacher=dict(seed=0, top1=91.25, config='t.py'))
+    data['args'].pop('label_fraction')
+    text = tables.render_method_accuracy(data)
+    assert 'Teacher: test top-1 91.25 (seed 0, `t.py`).' in text
+    assert 'labelled' not in text.splitlines()[0]
+    assert '| +0.50 | 0.50 |' in text
+
+
 def test_unknown_block_is_an_error(tmp_path):
     text = '<!-- generated: nope -->\nx\n<!-- end generated: nope -->\n'
     with pytest.raises(ValueError, match="'nope'"):
