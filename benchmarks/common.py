@@ -16,6 +16,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Pattern, Tuple
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRINT_LOCK = threading.Lock()
 TRAIN_RE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+ITER_TRAIN_RE = re.compile(r'Iter\(train\)\s+\[\s*(\d+)/(\d+)\]')
 
 
 def say(msg: str) -> None:
@@ -40,14 +41,18 @@ def watch_training(cmd: List[str],
                    val_re: Pattern,
                    report: Callable[[str, Optional[tuple], float], None],
                    env: dict = None,
-                   poll_s: float = 30) -> None:
+                   poll_s: float = 30,
+                   iters_per_epoch: Optional[int] = None) -> None:
     """Run the training ``cmd`` in the repo root, its output appended to
     ``log``, and report its progress every ``poll_s`` seconds.
 
     ``report(line, val, left_s)`` gets ``'epoch e/E iter i/n'``, the last
-    ``val_re`` match of this attempt (``(epoch, score)`` strings) or None,
-    and the seconds this attempt still needs at its own pace (a resumed run
-    starts at a later iteration). Called only when something moved.
+    ``val_re`` match of this attempt (``(epoch, score)`` strings, or the
+    score alone for a one-group pattern) or None, and the seconds this
+    attempt still needs at its own pace (a resumed run starts at a later
+    iteration). Called only when something moved. An iteration-based loop
+    (``iters_per_epoch`` given) logs ``Iter(train) [i/n]``: ``i/n`` then
+    counts the whole run and its epoch is ``ceil(i / iters_per_epoch)``.
     """
     offset = osp.getsize(log) if osp.isfile(log) else 0
     began, seen = None, None  # (iteration, time) of this attempt's start
@@ -63,20 +68,36 @@ def watch_training(cmd: List[str],
             with open(log) as g:
                 g.seek(offset)
                 text = g.read()
-            trains, vals = TRAIN_RE.findall(text), val_re.findall(text)
-            if not trains:
+            where = _position(text, epochs, iters_per_epoch)
+            if where is None:
                 continue
-            ep, it, n = (int(x) for x in trains[-1])
-            pos, val = (ep - 1) * n + it, vals[-1] if vals else None
+            ep, it, n, pos, total = where
+            vals = val_re.findall(text)
+            val = vals[-1] if vals else None
             began = began or (pos, time.time())
             if (pos, val) == seen or pos == began[0]:
                 continue
             seen = pos, val
-            left = (time.time() - began[1]) * (epochs * n - pos) / (
-                pos - began[0])
+            left = (time.time() - began[1]) * (total - pos) / (pos - began[0])
             report(f'epoch {ep}/{epochs} iter {it}/{n}', val, left)
     if code:
         raise SystemExit(f'failed ({code}): {" ".join(cmd)}; see {log}')
+
+
+def _position(text: str, epochs: int, iters_per_epoch: Optional[int]):
+    """``(epoch, iteration, of, iterations done, iterations in all)`` at the
+    last training line of ``text``; None before the first."""
+    if iters_per_epoch:
+        lines = ITER_TRAIN_RE.findall(text)
+        if not lines:
+            return None
+        it, n = (int(x) for x in lines[-1])
+        return -(-it // iters_per_epoch), it, n, it, n
+    lines = TRAIN_RE.findall(text)
+    if not lines:
+        return None
+    ep, it, n = (int(x) for x in lines[-1])
+    return ep, it, n, (ep - 1) * n + it, epochs * n
 
 
 def git_commit() -> str:

@@ -57,7 +57,6 @@ import re
 import shutil
 import statistics
 import sys
-import threading
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -65,7 +64,8 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks import cls_accuracy_seeds as cls
 from benchmarks.common import (config_digest, earlier_result, git_commit,
-                               mean_std, run, say, stack_versions)
+                               mean_std, run, say, stack_versions,
+                               watch_training)
 from cds_mm.utils import atomic_write
 
 SEMI_CONFIG = 'configs/demo/resnet18-w16_semi-cds-20p_fashionmnist.py'
@@ -87,7 +87,6 @@ KD_METHODS = {
     ('distilled CDS (KD + CDS + head matching)', KD_CONFIG, 'cds')
 }
 TEACHER_MARGIN = 1.0  # test top-1 points the teacher should lead by
-ITER_RE = re.compile(r'Iter\(train\)\s+\[\s*(\d+)/(\d+)\]')
 VAL_RE = re.compile(
     r'Iter\(val\)\s+\[\s*\d+/\d+\]\s+accuracy/top1:\s*([\d.]+)')
 
@@ -165,36 +164,23 @@ def semi_schedule_opts(args, per_epoch):
 def train_iterations(cmd, log, env, tag, iters, state):
     """Run an iteration-based training subprocess; every 30 s print its
     epoch, iteration and ETA (this attempt's pace)."""
-    offset = osp.getsize(log) if osp.isfile(log) else 0
-    per_epoch, stop = iters // state['epochs'], threading.Event()
 
-    def poll():
-        first = None
-        while not stop.wait(30):
-            with open(log) as f:
-                f.seek(offset)
-                text = f.read()
-            seen, val = ITER_RE.findall(text), VAL_RE.findall(text)
-            if not seen:
-                continue
-            it = int(seen[-1][0])
-            first = first or (it, time.time())
-            if it == first[0]:
-                continue
-            left = (time.time() - first[1]) * (iters - it) / (it - first[0])
-            state['run_left'][tag] = left
-            val = f', last val top-1 {float(val[-1]):.2f}' if val else ''
-            say(f'[{tag}] epoch {-(-it // per_epoch)}/{state["epochs"]} '
-                f'iter {it}/{iters}{val}; ETA this run {left / 60:.0f} min, '
-                f'all runs {state["eta"]() / 60:.0f} min')
+    def report(line, val, left):
+        state['run_left'][tag] = left
+        val = f', last val top-1 {float(val):.2f}' if val else ''
+        say(f'[{tag}] {line}{val}; ETA this run {left / 60:.0f} min, '
+            f'all runs {state["eta"]() / 60:.0f} min')
 
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
     try:
-        run(cmd, log, env)
+        watch_training(
+            cmd,
+            log,
+            state['epochs'],
+            VAL_RE,
+            report,
+            env,
+            iters_per_epoch=iters // state['epochs'])
     finally:
-        stop.set()
-        watcher.join()
         state['run_left'].pop(tag, None)
 
 

@@ -80,6 +80,30 @@ def test_progress_reads_only_this_attempt_at_its_own_pace(tmp_path):
                               str(log), 4, re.compile('x'), print)
 
 
+def test_progress_of_an_iteration_based_loop(tmp_path):
+    log = tmp_path / 'train.log'
+    lines = [
+        'Iter(train) [ 20/120]', 'Iter(train) [ 40/120]',
+        'Iter(val) [5/5]    accuracy/top1: 61.5', 'Iter(train) [ 50/120]'
+    ]
+    script = 'import time\n' + ''.join(
+        f'print({line!r}, flush=True); time.sleep(0.6)\n' for line in lines)
+    reports = []
+    common.watch_training([sys.executable, '-c', script],
+                          str(log),
+                          6,
+                          re.compile(r'Iter\(val\).*top1: ([\d.]+)'),
+                          lambda *a: reports.append(a),
+                          poll_s=0.1,
+                          iters_per_epoch=20)
+    # iteration 40 is the end of epoch 2, 50 is in epoch 3 (of 6)
+    assert [r[:2] for r in reports] == [('epoch 2/6 iter 40/120', None),
+                                        ('epoch 2/6 iter 40/120', '61.5'),
+                                        ('epoch 3/6 iter 50/120', '61.5')]
+    # 20 iterations in ~0.6 s; 80 of the 120 are left
+    assert 1.5 < reports[0][2] < 4
+
+
 def test_config_digest_follows_the_merged_config(tmp_path):
     (tmp_path / 'base.py').write_text('model = dict(mode="cds", w=0.1)\n')
     cfg = tmp_path / 'cfg.py'
