@@ -353,7 +353,8 @@ DET_NAMES = {
     'off': 'baseline (`model.mode=off`)',
     'img': 'CDS image-level (`model.instance_head=None`)',
     'ins': 'CDS instance-level (`model.cds_head=None`)',
-    'img+ins': 'CDS image + instance'
+    'img+ins': 'CDS image + instance',
+    'proposal': 'CDS proposal-level (`ProposalCDSHead`, the other heads off)'
 }
 
 

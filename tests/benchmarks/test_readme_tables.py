@@ -401,3 +401,8 @@ def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
         '| w0.02 | `model.cds_head.loss_weight=0.02` | CDS image + instance '
         '(shipped) | 0 | 74.50 | 73.10 | 24 |'
     ]
+
+
+def test_every_detection_variant_has_a_table_name():
+    det = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'det_accuracy_seeds.py'))
+    assert set(tables.DET_NAMES) == set(det.VARIANTS)
