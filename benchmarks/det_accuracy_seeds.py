@@ -29,11 +29,16 @@ CLI. The 3-seed dense study:
         --work-dir work_dirs/probe_e24 \\
         --results benchmarks/results/det_dense_accuracy_24ep.json
 
-and the multi-class one on the mosaic:
+and the multi-class one on the mosaic, each CDS variant at the weight that
+its seed-0 screen (``--ablation`` runs, one per weight) measured best on val:
 
     python benchmarks/det_accuracy_seeds.py \\
         --variants off img ins img+ins proposal \\
+        --weights-from benchmarks/results/det_mosaic_weight_screen.json \\
         --results benchmarks/results/det_mosaic_accuracy.json
+
+The screen's chosen runs are the study's seed-0 runs (the same config: taken,
+not trained again, as below); the choice is recorded (``weight_choice``).
 
 Resumable: a run whose ``result.json`` exists with the same options and
 config (digest of the merged config), or which the ``--results`` file already
@@ -252,7 +257,35 @@ def run_opts(args, variant, seed):
         'default_hooks.checkpoint.max_keep_ckpts=1',
         'default_hooks.checkpoint.save_best=coco/bbox_mAP',
         'default_hooks.checkpoint.rule=greater'
-    ] + list(args.cfg_options)
+    ] + args.variant_options.get(variant, []) + list(args.cfg_options)
+
+
+def screen_choice(screen, variants):
+    """Per CDS variant of ``variants``, the run of the weight screen
+    ``screen`` (a results file of ``--ablation`` runs) with the best val bbox
+    mAP (the maximum of its curve; ties go to the run recorded first):
+    ``{variant: dict(ablation=, screen=, options=, val_mAP=)}``.
+
+    Raises:
+        SystemExit: ``screen`` holds no run of one of ``variants``.
+    """
+    with open(screen) as f:
+        runs = [r for r in json.load(f)['runs'] if r.get('ablation')]
+    choice = {}
+    for variant in variants:
+        if variant == 'off':
+            continue
+        rows = [r for r in runs if r['variant'] == variant]
+        if not rows:
+            raise SystemExit(f'--weights-from {screen} has no run of variant '
+                             f"'{variant}'; screen it first (--ablation)")
+        best = max(rows, key=lambda r: max(p['mAP'] for p in r['val_mAP']))
+        choice[variant] = dict(
+            ablation=best['ablation'],
+            screen=repo_path(screen),
+            options=best.get('ablation_options', []),
+            val_mAP=max(p['mAP'] for p in best['val_mAP']))
+    return choice
 
 
 def test_metrics(test_dir):
@@ -406,6 +439,15 @@ def ablation_fields(args):
         if args.ablation else {}
 
 
+def recorded_choice(results):
+    """The ``weight_choice`` of the results file ``results`` ({} when it or
+    the file is missing)."""
+    if not osp.isfile(results):
+        return {}
+    with open(results) as f:
+        return json.load(f).get('weight_choice', {})
+
+
 def write_results(args, commit, results, jobs, others=()):
     """The results JSON: protocol, the commit the runs started from,
     finished runs (``others``: recorded runs this call does not make, kept
@@ -415,6 +457,12 @@ def write_results(args, commit, results, jobs, others=()):
         milestones=milestones(args), **vars(args))
     if args.cfg_options and not args.ablation:  # an ablation's are per run
         protocol += '; cfg options ' + ' '.join(args.cfg_options)
+    # the choices of earlier calls stay with their runs
+    choice = recorded_choice(args.results)
+    choice.update(args.weight_choice)
+    if choice:
+        protocol += ('; each CDS variant at the options of its best-val run '
+                     'in its weight screen (weight_choice)')
     have = {(r['variant'], r['seed']) for r in results}
     out = dict(
         benchmark='benchmarks/det_accuracy_seeds.py',
@@ -425,10 +473,13 @@ def write_results(args, commit, results, jobs, others=()):
         date=datetime.date.today().isoformat(),
         # paths inside the repo relative to it: no machine path is recorded
         args={
-            k: repo_path(v) if k in ('work_dir', 'results') else v
+            k: repo_path(v)
+            if k in ('work_dir', 'results', 'weights_from') and v else v
             for k, v in vars(args).items()
+            if k not in ('weight_choice', 'variant_options')
         },
         runs=list(others) + results,
+        **(dict(weight_choice=choice) if choice else {}),
         missing=[
             dict(
                 variant=v,
@@ -479,6 +530,11 @@ def parse_args(argv=None):
         help='name of an ablation (with --cfg-options): its runs train in '
         '<work-dir>/<ablation>_<variant>_seed<s> and are keyed by it in the '
         'results file')
+    parser.add_argument(
+        '--weights-from',
+        help='a weight screen (a results file of --ablation runs, e.g. '
+        'benchmarks/results/det_mosaic_weight_screen.json): each CDS variant '
+        'runs with the options of its run with the best val mAP there')
     args = parser.parse_args(argv)
     spec = DATASETS[args.dataset]
     for key in ('data_dir', 'epochs', 'num_train', 'num_val', 'num_test'):
@@ -507,6 +563,12 @@ def parse_args(argv=None):
     for key in ('data_root', 'work_dir'):
         setattr(args, key, osp.abspath(getattr(args, key)))
     args.data_dir = repo_path(args.data_dir)
+    args.weight_choice = screen_choice(
+        args.weights_from, args.variants) if args.weights_from else {}
+    args.variant_options = {
+        v: c['options']
+        for v, c in args.weight_choice.items()
+    }
     if args.results is None:
         args.results = osp.join(args.work_dir, 'results.json')
     args.results = osp.abspath(args.results)

@@ -360,10 +360,15 @@ DET_NAMES = {
 
 def _det_name(variant: str, data: dict) -> str:
     """A variant's label; the config as it is (``shipped_variant``) needs no
-    option."""
+    option; the weight chosen in a screen (``weight_choice``) follows."""
     name = DET_NAMES.get(variant, variant)
     if variant == data.get('shipped_variant'):
-        return name.split(' (')[0] + ' (shipped)'
+        name = name.split(' (')[0] + ' (shipped)'
+    choice = data.get('weight_choice', {}).get(variant)
+    if choice:
+        options = ' '.join(choice['options'])
+        name += f", {choice['ablation']} of the screen" + (
+            f': `{options}`' if options else ', the weights as they are')
     return name
 
 
@@ -399,7 +404,7 @@ def render_det_dense_accuracy(data: dict) -> str:
             f'{", ".join(str(r["best_epoch"] or "last") for r in runs)} |')
     names = {v: n.split(' (')[0] for v, n in DET_NAMES.items()}
     pairs = (('img', 'off'), ('ins', 'off'), ('img+ins', 'off'),
-             ('img+ins', 'img'), ('img+ins', 'ins'))
+             ('proposal', 'off'), ('img+ins', 'img'), ('img+ins', 'ins'))
     lines += paired_differences(groups, pairs, 'mAP', names, 'test bbox mAP')
     missing = data.get('missing') or []
     if missing:

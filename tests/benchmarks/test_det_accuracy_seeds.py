@@ -90,7 +90,11 @@ def test_dense_options_point_each_split_at_its_own_files(tmp_path):
 
 def test_mosaic_options_point_each_split_at_its_own_files():
     args = argparse.Namespace(
-        dataset='mosaic', data_dir='/d/mosaic', epochs=24, cfg_options=[])
+        dataset='mosaic',
+        data_dir='/d/mosaic',
+        epochs=24,
+        cfg_options=[],
+        variant_options={})
     # train / val: the training side of generator seed 0 split by image id;
     # test: the t10k side of generator seed 1, in its own folder
     expected = [
@@ -374,7 +378,11 @@ def test_the_proposal_variant_builds_the_proposal_head_alone():
 
     import cds_mm  # noqa: F401  (registries)
     args = argparse.Namespace(
-        dataset='mosaic', data_dir='/d/mosaic', epochs=24, cfg_options=[])
+        dataset='mosaic',
+        data_dir='/d/mosaic',
+        epochs=24,
+        cfg_options=[],
+        variant_options={})
     cfg = merged_config(bench.DATASETS['mosaic']['config'],
                         bench.run_opts(args, 'proposal', 0))
     assert cfg.model.mode == 'cds'
@@ -383,3 +391,90 @@ def test_the_proposal_variant_builds_the_proposal_head_alone():
     model = MODELS.build(cfg.model)
     assert type(model.proposal_head).__name__ == 'ProposalCDSHead'
     assert model.cds_head is None and model.instance_head is None
+
+
+def screen_run(variant, ablation, options, val_maps):
+    return dict(
+        variant=variant,
+        seed=0,
+        ablation=ablation,
+        ablation_options=options,
+        mAP=50.0,
+        val_mAP=[dict(epoch=e + 1, mAP=m) for e, m in enumerate(val_maps)])
+
+
+def test_each_variant_takes_the_weight_its_screen_measured_best_on_val(
+        tmp_path):
+
+    def mosaic_args(*extra):
+        return bench.parse_args([
+            '--work-dir',
+            str(tmp_path / 'work'), '--data-dir',
+            str(tmp_path / 'mosaic'), *extra
+        ])
+
+    screen = tmp_path / 'screen.json'
+    w01 = ['model.instance_head.loss_weight=0.01']
+    screen.write_text(
+        json.dumps(
+            dict(runs=[
+                # the best epoch decides, not the last
+                screen_run('ins', 'w0.01', w01, [40.0, 62.2, 61.0]),
+                screen_run('ins', 'w0.1', [], [40.0, 61.9, 61.8]),
+                screen_run('img', 'w0.01', ['model.cds_head.loss_weight=0.01'],
+                           [50.0, 60.0]),
+                screen_run('img', 'w0.1', [], [50.0, 60.5]),
+                dict(
+                    variant='ins',
+                    seed=0,
+                    mAP=1.0,
+                    val_mAP=[dict(epoch=1, mAP=99.0)]),  # not a screen run
+            ])))
+    args = mosaic_args('--variants', 'off', 'img', 'ins', '--weights-from',
+                       str(screen))
+    where = bench.repo_path(str(screen))
+    assert args.weight_choice == dict(
+        img=dict(ablation='w0.1', screen=where, options=[], val_mAP=60.5),
+        ins=dict(ablation='w0.01', screen=where, options=w01, val_mAP=62.2))
+    assert bench.run_opts(args, 'ins', 1)[-1] == w01[0]
+    as_is = bench.run_opts(mosaic_args(), 'img', 1)
+    assert bench.run_opts(args, 'img', 1) == as_is
+    with pytest.raises(SystemExit, match="no run of variant 'img\\+ins'"):
+        mosaic_args('--variants', 'img+ins', '--weights-from', str(screen))
+
+
+def test_the_screens_chosen_run_is_the_studys_seed_0(tmp_path, no_training):
+    """The screen's run at the chosen weight trained the study's config:
+    taken, not trained again; the file records the choice."""
+    (tmp_path / 'results').mkdir()
+    screen = tmp_path / 'results' / 'screen.json'
+    w01 = ['model.instance_head.loss_weight=0.01']
+    args = dense_args(tmp_path, '--variants', 'ins', '--ablation', 'w0.01',
+                      '--cfg-options', *w01)
+    run = dict(
+        screen_run('ins', 'w0.01', w01, [62.2]),
+        checkpoint='work/w0.01_ins_seed0/best.pth',
+        cfg_options=bench.run_opts(args, 'ins', 0),
+        config_digest=bench.config_digest(args.config,
+                                          bench.run_opts(args, 'ins', 0)))
+    screen.write_text(json.dumps(dict(runs=[run])))
+    args = dense_args(tmp_path, '--variants', 'ins', '--weights-from',
+                      str(screen), '--results',
+                      str(tmp_path / 'results' / 'study.json'))
+    res = bench.one_run(args, 'ins', 0, 'run 1/1', state_for(args))
+    assert no_training == []
+    assert res['taken_from'] == 'work/w0.01_ins_seed0'
+    assert 'ablation' not in res and res['cfg_options'][-1] == w01[0]
+    bench.write_results(args, 'abc', [res], [('ins', 0)])
+    study = tmp_path / 'results' / 'study.json'
+    out = json.loads(study.read_text())
+    assert out['weight_choice']['ins']['ablation'] == 'w0.01'
+    assert 'weight_choice' not in out['args'] and 'w0.01' not in str(
+        out['args'])
+    assert out['protocol'].endswith('in its weight screen (weight_choice)')
+    # a later call for another variant keeps the choice its runs were made at
+    args = dense_args(tmp_path, '--variants', 'off', '--results', str(study))
+    bench.write_results(args, 'abc', [], [('off', 0)], others=[res])
+    out = json.loads(study.read_text())
+    assert out['weight_choice']['ins']['options'] == w01
+    assert out['protocol'].endswith('(weight_choice)')

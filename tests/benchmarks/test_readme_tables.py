@@ -406,3 +406,37 @@ def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
 def test_every_detection_variant_has_a_table_name():
     det = load_tool(osp.join(REPO_ROOT, 'benchmarks', 'det_accuracy_seeds.py'))
     assert set(tables.DET_NAMES) == set(det.VARIANTS)
+
+
+def test_det_table_names_the_weight_the_screen_chose():
+    data = dict(
+        date='2026-12-07',
+        git_commit='0123456789abcdef',
+        benchmark='benchmarks/det_accuracy_seeds.py',
+        protocol='P',
+        args=dict(epochs=24),
+        shipped_variant='img+ins',
+        weight_choice={
+            'img+ins':
+            dict(ablation='w0.1', options=[], val_mAP=62.0),
+            'proposal':
+            dict(
+                ablation='w0.1',
+                options=['model.proposal_head.loss_weight=0.1'],
+                val_mAP=61.0)
+        },
+        runs=[
+            det_run('off', 0, 20.0),
+            det_run('img+ins', 0, 21.0),
+            det_run('proposal', 0, 19.5)
+        ])
+    text = tables.render_det_dense_accuracy(data)
+    rows = [line.split(' | ')[0] for line in text.splitlines()][4:7]
+    assert rows == [
+        '| baseline (`model.mode=off`)',
+        '| CDS image + instance (shipped), w0.1 of the screen, the weights '
+        'as they are',
+        '| CDS proposal-level (`ProposalCDSHead`, the other heads off), w0.1 '
+        'of the screen: `model.proposal_head.loss_weight=0.1`'
+    ], text
+    assert '| CDS proposal-level − baseline | 0 | -0.50 |' in text
