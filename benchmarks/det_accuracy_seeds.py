@@ -264,7 +264,7 @@ def screen_choice(screen, variants):
     """Per CDS variant of ``variants``, the run of the weight screen
     ``screen`` (a results file of ``--ablation`` runs) with the best val bbox
     mAP (the maximum of its curve; ties go to the run recorded first):
-    ``{variant: dict(ablation=, screen=, options=, val_mAP=)}``.
+    ``{variant: dict(ablation=, seed=, screen=, options=, val_mAP=)}``.
 
     Raises:
         SystemExit: ``screen`` holds no run of one of ``variants``.
@@ -282,6 +282,7 @@ def screen_choice(screen, variants):
         best = max(rows, key=lambda r: max(p['mAP'] for p in r['val_mAP']))
         choice[variant] = dict(
             ablation=best['ablation'],
+            seed=best['seed'],
             screen=repo_path(screen),
             options=best.get('ablation_options', []),
             val_mAP=max(p['mAP'] for p in best['val_mAP']))
