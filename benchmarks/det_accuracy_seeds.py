@@ -257,7 +257,8 @@ def run_opts(args, variant, seed):
         'default_hooks.checkpoint.max_keep_ckpts=1',
         'default_hooks.checkpoint.save_best=coco/bbox_mAP',
         'default_hooks.checkpoint.rule=greater'
-    ] + args.variant_options.get(variant, []) + list(args.cfg_options)
+    ] + args.weight_choice.get(variant, {}).get('options', []) + list(
+        args.cfg_options)
 
 
 def screen_choice(screen, variants):
@@ -476,8 +477,7 @@ def write_results(args, commit, results, jobs, others=()):
         args={
             k: repo_path(v)
             if k in ('work_dir', 'results', 'weights_from') and v else v
-            for k, v in vars(args).items()
-            if k not in ('weight_choice', 'variant_options')
+            for k, v in vars(args).items() if k != 'weight_choice'
         },
         runs=list(others) + results,
         **(dict(weight_choice=choice) if choice else {}),
@@ -566,10 +566,6 @@ def parse_args(argv=None):
     args.data_dir = repo_path(args.data_dir)
     args.weight_choice = screen_choice(
         args.weights_from, args.variants) if args.weights_from else {}
-    args.variant_options = {
-        v: c['options']
-        for v, c in args.weight_choice.items()
-    }
     if args.results is None:
         args.results = osp.join(args.work_dir, 'results.json')
     args.results = osp.abspath(args.results)

@@ -94,7 +94,7 @@ def test_mosaic_options_point_each_split_at_its_own_files():
         data_dir='/d/mosaic',
         epochs=24,
         cfg_options=[],
-        variant_options={})
+        weight_choice={})
     # train / val: the training side of generator seed 0 split by image id;
     # test: the t10k side of generator seed 1, in its own folder
     expected = [
@@ -382,7 +382,7 @@ def test_the_proposal_variant_builds_the_proposal_head_alone():
         data_dir='/d/mosaic',
         epochs=24,
         cfg_options=[],
-        variant_options={})
+        weight_choice={})
     cfg = merged_config(bench.DATASETS['mosaic']['config'],
                         bench.run_opts(args, 'proposal', 0))
     assert cfg.model.mode == 'cds'

@@ -294,14 +294,23 @@ def det_run(variant, seed, mAP, val=(10.0, 20.0)):
         val_mAP=[dict(epoch=e + 1, mAP=m) for e, m in enumerate(val)])
 
 
+def det_study(runs, **fields):
+    """A detection study's results (``det_accuracy_seeds.py``)."""
+    return dict(
+        dict(
+            date='2026-12-07',
+            git_commit='0123456789abcdef',
+            benchmark='benchmarks/det_accuracy_seeds.py',
+            protocol='P',
+            args=dict(epochs=24),
+            shipped_variant='img+ins',
+            runs=runs), **fields)
+
+
 def test_dense_det_table_pairs_variants_by_seed():
-    data = dict(
-        date='2026-12-02',
+    data = det_study(
         git_commit='0123456789abcdef+dirty',
-        benchmark='benchmarks/det_accuracy_seeds.py',
-        protocol='P',
         args=dict(epochs=12),
-        shipped_variant='img+ins',
         runs=[
             det_run('off', 0, 20.0),
             det_run('img+ins', 0, 23.0, val=(30.0, 25.0)),
@@ -324,12 +333,7 @@ def test_dense_det_table_pairs_variants_by_seed():
 
 
 def test_dense_det_table_labels_the_config_as_it_is_shipped():
-    data = dict(
-        date='2026-12-03',
-        git_commit='0123456789abcdef',
-        benchmark='benchmarks/det_accuracy_seeds.py',
-        protocol='P',
-        args=dict(epochs=24),
+    data = det_study(
         shipped_variant='ins',
         note='Made with the config of commit abc.',
         runs=[
@@ -435,13 +439,7 @@ def test_every_detection_variant_has_a_table_name():
 
 
 def test_det_table_names_the_weight_the_screen_chose():
-    data = dict(
-        date='2026-12-07',
-        git_commit='0123456789abcdef',
-        benchmark='benchmarks/det_accuracy_seeds.py',
-        protocol='P',
-        args=dict(epochs=24),
-        shipped_variant='img+ins',
+    data = det_study(
         weight_choice={
             'img+ins':
             dict(ablation='w0.1', options=[], val_mAP=62.0),
