@@ -294,6 +294,26 @@ def det_run(variant, seed, mAP, val=(10.0, 20.0)):
         val_mAP=[dict(epoch=e + 1, mAP=m) for e, m in enumerate(val)])
 
 
+def test_detection_summary_says_whether_a_gain_is_beyond_two_stds():
+    """Under the rows: the training-time variants whose mean paired gain is
+    above two stds of the differences; when none is, the largest gain and
+    the pretrained-backbone route."""
+    pretrained = dict(runs=[pre_run('faster-rcnn', 'ce', 0, 50.0)])
+    runs = [det_run('off', s, 70.0) for s in (0, 1, 2)]
+    # ins: +1, +2, +3 (mean 2 < 2 std 2); img+ins: +1, +1.5, +2 (1.5 > 1)
+    runs += [det_run('ins', s, 71.0 + s) for s in (0, 1, 2)]
+    both = [det_run('img+ins', s, 71.0 + s / 2) for s in (0, 1, 2)]
+    text = tables.summary_detection(det_study(runs + both), pretrained)
+    assert text.endswith('Training-time CDS beyond two stds of its paired '
+                         'differences over the baseline: CDS image + '
+                         'instance (+1.50, 2 std 1.00).'), text
+    text = tables.summary_detection(det_study(runs), pretrained)
+    assert ('No training-time variant gains more than two stds of its '
+            'paired differences over the baseline (the largest: CDS '
+            'instance-level, +2.00 against 2 std 2.00).') in text
+    assert 'CDS-pretrained backbone' in text.split('\n\n')[-1]
+
+
 def det_study(runs, **fields):
     """A detection study's results (``det_accuracy_seeds.py``)."""
     return dict(
