@@ -363,7 +363,7 @@ def _det_name(variant: str, data: dict) -> str:
     option; the weight chosen in a screen (``weight_choice``) follows."""
     name = DET_NAMES.get(variant, variant)
     if variant == data.get('shipped_variant'):
-        name = name.split(' (')[0] + ' (shipped)'
+        name = name.split(' (')[0] + ' (the config as it is)'
     choice = data.get('weight_choice', {}).get(variant)
     if choice:
         options = ' '.join(choice['options'])

@@ -18,12 +18,13 @@ CFG_OPTIONS_HELP = (
 # file stays as a two-line alias of the new one (not in metafile.yml), so
 # existing commands keep working; load_config warns.
 DEPRECATED_CONFIGS = {
-    'resnet18_base_1xb128_cifar100.py':
-    'resnet18_baseline_1xb128_cifar100.py',
-    'resnet50_base_1xb128_cifar100.py':
-    'resnet50_baseline_1xb128_cifar100.py',
+    'resnet18_base_1xb128_cifar100.py': 'resnet18_baseline_1xb128_cifar100.py',
+    'resnet50_base_1xb128_cifar100.py': 'resnet50_baseline_1xb128_cifar100.py',
     'resnet18-w16_base_1xb128_fashionmnist.py':
     'resnet18-w16_baseline_1xb128_fashionmnist.py',
+    # the image-level head alone became the COCO default
+    'faster-rcnn_r50_fpn_cds-img_1x_coco.py':
+    'faster-rcnn_r50_fpn_cds_1x_coco.py',
 }
 
 

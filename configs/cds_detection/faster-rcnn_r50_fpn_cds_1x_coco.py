@@ -1,7 +1,8 @@
-# Faster R-CNN R50-FPN, 1x COCO, with instance-level CDS on P2: the
-# ground-truth boxes RoIAligned in both views, SupCon over the box classes,
-# weight 0.01 (why this head and weight: ../_base_/cds/coco_fpn_cds.py). The
-# image-level head is an option: faster-rcnn_r50_fpn_cds-img_1x_coco.py.
+# Faster R-CNN R50-FPN, 1x COCO, with image-level CDS on P2-P5: SimCLR
+# between the two views of each image, weight 0.1, negatives gathered across
+# GPUs (why this head and weight: ../_base_/cds/coco_fpn_cds.py). The
+# options: -img-ins (both heads at 0.01), -ins (the instance-level head
+# alone), -proposal (FSCE's proposal-level head alone).
 _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
     '../_base_/cds/coco_fpn_cds.py',
@@ -19,9 +20,13 @@ model = dict(
         type='MultiViewDetDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         view2_batch_augments=_base_.contrast_colour_batch),
-    instance_head=dict(
-        _base_.fpn_instance_head, taps=['neck.fpn_convs.0'],
-        in_channels=[256]))
+    cds_head=dict(
+        _base_.fpn_cds_head,
+        taps=[
+            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
+            'neck.fpn_convs.3'
+        ],
+        in_channels=[256, 256, 256, 256]))
 # the base dataloader holds its own copy of the pipeline
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'

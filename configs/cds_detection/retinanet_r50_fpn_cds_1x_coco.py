@@ -1,5 +1,6 @@
-# RetinaNet R50-FPN, 1x COCO, with instance-level CDS on P3 (its first FPN
-# level), weight 0.01 (why: ../_base_/cds/coco_fpn_cds.py).
+# RetinaNet R50-FPN, 1x COCO, with image-level CDS on every FPN level (P3-P7)
+# at weight 0.1, as the Faster R-CNN config (why:
+# ../_base_/cds/coco_fpn_cds.py).
 _base_ = [
     'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
     '../_base_/cds/coco_fpn_cds.py',
@@ -17,9 +18,13 @@ model = dict(
         type='MultiViewDetDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         view2_batch_augments=_base_.contrast_colour_batch),
-    instance_head=dict(
-        _base_.fpn_instance_head, taps=['neck.fpn_convs.0'],
-        in_channels=[256]))
+    cds_head=dict(
+        _base_.fpn_cds_head,
+        taps=[
+            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
+            'neck.fpn_convs.3', 'neck.fpn_convs.4'
+        ],
+        in_channels=[256, 256, 256, 256, 256]))
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'
 train_dataloader = dict(

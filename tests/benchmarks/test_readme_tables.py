@@ -342,8 +342,9 @@ def test_dense_det_table_pairs_variants_by_seed():
     text = tables.render_det_dense_accuracy(data)
     assert 'plus uncommitted changes' in text
     # best val mAP is the curve's maximum: 30 (seed 0) and 20 (seed 1)
-    assert ('| CDS image + instance (shipped) | 0, 1 | 23.50 ± 0.71 | '
-            '47.00 ± 1.41 | 23.00, 24.00 | 25.00 ± 7.07 | 2, 2 |') in text
+    assert (
+        '| CDS image + instance (the config as it is) | 0, 1 | 23.50 ± 0.71 | '
+        '47.00 ± 1.41 | 23.00, 24.00 | 25.00 ± 7.07 | 2, 2 |') in text
     assert ('| CDS image + instance − baseline | 0, 1 | +3.00, +2.00 | '
             '2.50 ± 0.71 |') in text
     # image-level ran on seed 2 only, where no baseline ran: no pair
@@ -366,8 +367,8 @@ def test_dense_det_table_labels_the_config_as_it_is_shipped():
     assert lines[2] == 'Made with the config of commit abc.'
     rows = [line.split(' | ')[0] for line in lines if line.startswith('| ')]
     assert rows[1:4] == [
-        '| baseline (`model.mode=off`)', '| CDS instance-level (shipped)',
-        '| CDS image + instance'
+        '| baseline (`model.mode=off`)',
+        '| CDS instance-level (the config as it is)', '| CDS image + instance'
     ]
     assert '| CDS instance-level − baseline | 0 | +1.00 |' in text
     assert '| CDS image + instance − CDS instance-level | 0 | -2.00 |' in text
@@ -446,10 +447,10 @@ def test_dense_ablation_rows_follow_the_shipped_runs_of_their_seeds():
     text = tables.render_det_dense_ablations(data, shipped=shipped)
     rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
     assert rows == [
-        '| as is | none | CDS image + instance (shipped) | 0 | 71.00 | '
-        '69.30 | 24 |',
+        '| as is | none | CDS image + instance (the config as it is) | 0 | '
+        '71.00 | 69.30 | 24 |',
         '| w0.02 | `model.cds_head.loss_weight=0.02` | CDS image + instance '
-        '(shipped) | 0 | 74.50 | 73.10 | 24 |'
+        '(the config as it is) | 0 | 74.50 | 73.10 | 24 |'
     ]
 
 
@@ -478,8 +479,8 @@ def test_det_table_names_the_weight_the_screen_chose():
     rows = [line.split(' | ')[0] for line in text.splitlines()][4:7]
     assert rows == [
         '| baseline (`model.mode=off`)',
-        '| CDS image + instance (shipped), w0.1 of the screen, the weights '
-        'as they are',
+        '| CDS image + instance (the config as it is), w0.1 of the screen, '
+        'the weights as they are',
         '| CDS proposal-level (`ProposalCDSHead`, the other heads off), w0.1 '
         'of the screen: `model.proposal_head.loss_weight=0.1`'
     ], text

@@ -63,3 +63,20 @@ def test_pooled_det_variant_drops_only_the_conv_of_the_shipped_head():
     assert pooled.cds_head.projector.pop('num_convs') == 0
     shipped.cds_head.projector.pop('num_convs')
     assert pooled.cds_head == shipped.cds_head
+
+
+def test_det_rows_keep_the_heads_they_were_measured_with():
+    """The COCO configs changed under the rows: ``det/cds`` is still the
+    image-level head alone on P2-P5 and ``det/cds_ins`` that head with the
+    instance-level head on P2-P3, their recorded layouts (the weights do
+    not change a step's cost)."""
+    fpn = [f'neck.fpn_convs.{i}' for i in range(4)]
+    _, _, config, changes, _ = cost.variant('det/cds')
+    img, _ = cost.model_cfg(config, changes, det=True)
+    assert img.get('instance_head') is None and img.cds_head.taps == fpn
+    _, _, config, changes, _ = cost.variant('det/cds_ins')
+    both, _ = cost.model_cfg(config, changes, det=True)
+    assert both.cds_head.taps == fpn
+    assert both.cds_head.in_channels == img.cds_head.in_channels
+    assert both.instance_head.taps == fpn[:2]
+    assert both.instance_head.in_channels == [256, 256]

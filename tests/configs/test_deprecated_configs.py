@@ -55,4 +55,5 @@ def test_load_config_warns_and_gives_the_new_config(old, new):
         want = load_config(osp.join(osp.dirname(path), new))
     assert not [w for w in record if 'deprecated name' in str(w.message)]
     assert got.to_dict() == want.to_dict()
-    assert want.model.mode == 'off'
+    if '_base_' in old:  # the baselines' former name
+        assert want.model.mode == 'off'
