@@ -1,5 +1,5 @@
-# A detector gains CDS by config alone: the _base_ line, the wrapper and the
-# head's taps and channels. Image-level CDS on P3-P7 at weight 0.1, as the
+# A detector gains CDS by config alone: the _base_ line, the wrapper and a
+# head with its taps. Image-level CDS on P3-P7 at weight 0.1, as the
 # RetinaNet config (why: ../_base_/cds/coco_fpn_cds.py).
 _base_ = [
     'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
@@ -17,13 +17,7 @@ model = dict(
         type='MultiViewDetDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         view2_batch_augments=_base_.contrast_colour_batch),
-    cds_head=dict(
-        _base_.fpn_cds_head,
-        taps=[
-            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
-            'neck.fpn_convs.3', 'neck.fpn_convs.4'
-        ],
-        in_channels=[256, 256, 256, 256, 256]))
+    cds_head=_base_.fpn_cds_head_p3_p7)
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'
 train_dataloader = dict(

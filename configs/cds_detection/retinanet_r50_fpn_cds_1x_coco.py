@@ -18,13 +18,7 @@ model = dict(
         type='MultiViewDetDataPreprocessor',
         data_preprocessor=_base_.model.data_preprocessor,
         view2_batch_augments=_base_.contrast_colour_batch),
-    cds_head=dict(
-        _base_.fpn_cds_head,
-        taps=[
-            'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
-            'neck.fpn_convs.3', 'neck.fpn_convs.4'
-        ],
-        in_channels=[256, 256, 256, 256, 256]))
+    cds_head=_base_.fpn_cds_head_p3_p7)
 # the data folder; CDS_DATA_ROOT=DIR in the environment overrides it
 data_root = '{{$CDS_DATA_ROOT:data/coco}}'
 train_dataloader = dict(

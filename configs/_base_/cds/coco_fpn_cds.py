@@ -36,6 +36,14 @@ fpn_cds_head = dict(
         type='MLPProjector', num_convs=1, hid_channels=256, out_channels=128),
     loss=dict(type='SupConLoss', temperature=0.07, gather_distributed=True),
     use_labels=False)
+# the same on P3-P7, the five FPN outputs of RetinaNet and FCOS
+fpn_cds_head_p3_p7 = dict(
+    fpn_cds_head,
+    taps=[
+        'neck.fpn_convs.0', 'neck.fpn_convs.1', 'neck.fpn_convs.2',
+        'neck.fpn_convs.3', 'neck.fpn_convs.4'
+    ],
+    in_channels=[256, 256, 256, 256, 256])
 fpn_instance_head = dict(
     type='InstanceCDSHead',
     roi_size=7,
