@@ -148,7 +148,10 @@ def write_results(args, runs, missing):
         '(tools/calibrate_temperature.py), test scaled by the val T; ECE '
         'with 15 equal-width bins (ECEMetric)',
         date=datetime.date.today().isoformat(),
-        args=vars(args),
+        # the figure folder as the repository names it, not this machine
+        args=dict(
+            vars(args),
+            fig_dir=args.fig_dir and osp.relpath(args.fig_dir, REPO)),
         runs=runs,
         summary=summary(runs) if runs else {},
         missing=missing)
@@ -171,8 +174,10 @@ def figures(args, runs):
             if r['method'] in NAMES and 'variant' not in r
         ])
         reliability(
-            data, osp.join(args.fig_dir,
-                           f'calibration_reliability_{when}.png'), args.seed)
+            data,
+            osp.join(args.fig_dir, f'calibration_reliability_{when}.png'),
+            args.seed,
+            title=f'Test reliability {when} temperature scaling')
 
 
 def parse_args(argv=None):

@@ -114,8 +114,9 @@ def loss_curves(data, out, seed):
     fig.savefig(out)
 
 
-def reliability(data, out, seed):
-    """Test reliability diagrams of one seed, one panel per method."""
+def reliability(data, out, seed, title='Test reliability'):
+    """Test reliability diagrams of one seed, one panel per method, under
+    ``'<title>, seed <seed>'``."""
     runs = [
         r for m in ('off', 'dsn', 'cds') for r in data['runs']
         if r['mode'] == m and r['seed'] == seed
@@ -157,7 +158,7 @@ def reliability(data, out, seed):
         if i == 0:
             ax.set_ylabel('accuracy')
             ax.legend(loc='upper left', fontsize=7)
-    fig.suptitle(f'Test reliability, seed {seed}', fontsize=9)
+    fig.suptitle(f'{title}, seed {seed}', fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
 

@@ -256,9 +256,9 @@ def render_kd_accuracy(data: dict) -> str:
 
 
 # the methods of the converged semi-supervised and distillation studies
-# (``benchmarks/semi_kd_accuracy_seeds.py semi|kd``), in table order; their
-# files, semi_accuracy.json and kd_accuracy.json, get RENDERERS entries and
-# README blocks with their first runs
+# (``benchmarks/semi_kd_accuracy_seeds.py semi|kd``), in table order;
+# semi_accuracy.json has its RENDERERS entry, kd_accuracy.json gets one (and
+# a README block) with its first runs
 METHOD_NAMES = {
     'sup': 'supervised-only (CE on the labelled)',
     'semi_cds': 'semi-supervised CDS (+ SimCLR on the unlabelled)',
@@ -333,6 +333,48 @@ def render_method_accuracy(data: dict) -> str:
             '', 'Not run yet (the benchmark resumes them): ' +
             ', '.join(f"{m['method']} seed {m['seed']}" for m in missing) + '.'
         ]
+    return '\n'.join(lines)
+
+
+def render_cls_calibration(data: dict) -> str:
+    """Temperature scaling (``benchmarks/cls_calibration.py``): per method
+    or ablation, the T fitted on val and test ECE and NLL before and after;
+    same-seed ECE differences of CDS and the baseline where both ran."""
+    groups: Dict[str, List[dict]] = {}
+    for r in data['runs']:
+        name = MODE_NAMES.get(r['method'], r['method'])
+        if r.get('variant'):
+            name = f"{r['variant']} {name}"
+        groups.setdefault(name, []).append(r)
+    lines = [
+        f"Measured on {data['date']} (`{data['benchmark']}`) on the runs of "
+        f"`{data['source']}`: {data['protocol']}. Mean ± sample std over "
+        'the seeds listed.', '',
+        '| runs | seeds | T (fit on val) | test ECE before (%) | test ECE '
+        'after (%) | test NLL before | test NLL after | test top-1 (%) |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
+    for name, runs in groups.items():
+        runs.sort(key=lambda r: r['seed'])
+
+        def col(key, fmt='{:.2f}'):
+            vals = [r[key] for r in runs]
+            if len(vals) == 1:
+                return fmt.format(vals[0])
+            return (fmt.format(statistics.mean(vals)) + ' ± ' +
+                    fmt.format(statistics.stdev(vals)))
+
+        lines.append(f'| {name} | {seeds_of(runs)} | {col("temperature")} | '
+                     f'{col("test_ece_before")} | {col("test_ece_after")} | '
+                     f'{col("test_nll_before", "{:.4f}")} | '
+                     f'{col("test_nll_after", "{:.4f}")} | '
+                     f'{col("top1_after")} |')
+    cds, off = MODE_NAMES['cds'], MODE_NAMES['off']
+    for when in ('before', 'after'):
+        lines += paired_differences(groups, [(cds, off)], f'test_ece_{when}', {
+            cds: 'CDS',
+            off: 'baseline'
+        }, f'test ECE {when} scaling')
     return '\n'.join(lines)
 
 
@@ -571,6 +613,9 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'cls_ablations': render_cls_ablations,
     'semi_accuracy_4ep': render_semi_accuracy,
     'kd_accuracy_4ep': render_kd_accuracy,
+    'semi_accuracy': render_method_accuracy,
+    'cls_calibration': render_cls_calibration,
+    'cls_calibration_56px': render_cls_calibration,
     'det_accuracy': render_det_accuracy,
     'det_dense_accuracy': render_det_dense_accuracy,
     'det_dense_accuracy_24ep': render_det_dense_accuracy,
@@ -605,19 +650,22 @@ def _paired(runs: List[dict], a: str, b: str, key: str,
     ]
 
 
-def _gain(diffs: List[float]) -> str:
-    """``'+0.72 ± 0.39: a gain'``; a mean within one std is no gain, and one
-    seed gives no verdict."""
+def _gain(diffs: List[float], higher_is_better: bool = True) -> str:
+    """``'+0.72 ± 0.39: a gain'``; a mean within one std is no gain, and
+    fewer than 3 seeds give no verdict. For a metric where lower is better
+    (ECE) a positive difference is a loss."""
     if not diffs:
         return 'no paired run'
     mean = statistics.mean(diffs)
     text = mean_std(diffs)
     text = text if text.startswith('-') else '+' + text
-    if len(diffs) == 1:  # no spread to judge it against
-        return f'{text}: one seed, no verdict yet'
+    if len(diffs) < 3:  # no spread worth judging it against
+        seeds = 'one seed' if len(diffs) == 1 else f'{len(diffs)} seeds'
+        return f'{text}: {seeds}, no verdict yet'
     if abs(mean) <= statistics.stdev(diffs):
         return f'{text}: within the spread'
-    return f"{text}: {'a gain' if mean > 0 else 'a loss'}"
+    better = (mean > 0) == higher_is_better
+    return f"{text}: {'a gain' if better else 'a loss'}"
 
 
 def _metric(runs: List[dict], key: str, variant: str, metric: str) -> str:
@@ -640,15 +688,34 @@ def _summary_line(setting: str, metric: str, runs: List[dict], key: str,
             f'{_gain(_paired(runs, cds, base, key, value))} | {study} |')
 
 
-def summary_classification(cls: dict) -> str:
-    """The README's classification row: converged baseline, DSN, CDS."""
+def summary_classification(cls: dict, cal: dict) -> str:
+    """The README's classification rows: converged baseline, DSN, CDS; and
+    test ECE after temperature scaling, baseline against CDS on the same
+    seeds (the runs of a ``cls_calibration.py`` file that are no
+    ablation's)."""
     runs, args = cls['runs'], cls['args']
     dsn = _metric(runs, 'mode', 'dsn', 'top1')
+    cal_runs = [r for r in cal['runs'] if not r.get('variant')]
+    before = {
+        m: _metric(cal_runs, 'method', m, 'test_ece_before')
+        for m in ('off', 'cds')
+    }
+    seeds = sorted({r['seed'] for r in cal_runs if r['method'] == 'cds'})
+    after = _paired(cal_runs, 'cds', 'off', 'method', 'test_ece_after')
     return '\n'.join(SUMMARY_HEADER + [
         _summary_line(
             f'Fashion-MNIST, ResNet-18 (1/4 width), {args["epochs"]} epochs '
             f'to convergence (DSN: {dsn})', 'test top-1 %', runs, 'mode',
-            'off', 'cds', 'top1', 'Classification')
+            'off', 'cds', 'top1', 'Classification'),
+        f'| calibration: one softmax temperature fitted on val '
+        f'(`tools/calibrate_temperature.py`; before it, baseline '
+        f'{before["off"]}, CDS {before["cds"]}); the same recipe at 56 px '
+        "(the pretrained-backbone study's pretraining runs) | test "
+        f'ECE % after ({len(seeds)}) | '
+        f'{_metric(cal_runs, "method", "off", "test_ece_after")} | '
+        f'{_metric(cal_runs, "method", "cds", "test_ece_after")} | '
+        f'{_gain(after, higher_is_better=False)} | Calibration: temperature '
+        'scaling |'
     ])
 
 
@@ -740,14 +807,26 @@ def _beyond_two_std(runs: List[dict], full: Dict[str, List[dict]]) -> str:
         'backbone (the row above).')
 
 
+def _last_epoch_count(runs: List[dict], epochs: int) -> str:
+    """``'2 of 9 runs'`` whose best val epoch was the last one."""
+    last = sum(r['best_epoch'] == epochs for r in runs)
+    return f'{last} of {len(runs)} runs'
+
+
 def summary_semi(semi: dict) -> str:
-    """The README's semi-supervised row (short, unconverged runs)."""
+    """The README's semi-supervised row: semi-supervised CDS against
+    supervised-only on the same batches; CDS on the labelled images alone
+    in the setting, so the unlabelled images' share shows."""
+    runs, args = semi['runs'], semi['args']
+    labelled = _metric(runs, 'method', 'cds_labelled', 'top1')
     return '\n'.join(SUMMARY_HEADER + [
         _summary_line(
-            'Fashion-MNIST, 20 % of the labels, ResNet-18 (1/4 width), 4 '
-            'epochs (unconverged); baseline: supervised-only on the 20 %',
-            'test top-1 %', semi['runs'], 'variant', 'sup', 'semi', 'top1',
-            'Short runs')
+            f'Fashion-MNIST, {args["label_fraction"]:.0%} of the labels, '
+            f'ResNet-18 (1/4 width), {args["epochs"]} epochs '
+            f'({_last_epoch_count(runs, args["epochs"])} best on the last); '
+            'baseline: supervised-only on the same batches (CDS on the '
+            f'labelled only: {labelled})', 'test top-1 %', runs, 'method',
+            'sup', 'semi_cds', 'top1', 'Semi-supervised at convergence')
     ])
 
 
@@ -764,11 +843,12 @@ def summary_distillation(kd: dict) -> str:
 # the README's summary tables: block name -> (renderer, keyword -> results)
 SUMMARIES = {
     'summary_classification':
-    (summary_classification, dict(cls='cls_accuracy')),
+    (summary_classification,
+     dict(cls='cls_accuracy', cal='cls_calibration_56px')),
     'summary_detection':
     (summary_detection,
      dict(mosaic='det_mosaic_accuracy', pretrained='det_pretrained_backbone')),
-    'summary_semi': (summary_semi, dict(semi='semi_accuracy_4ep')),
+    'summary_semi': (summary_semi, dict(semi='semi_accuracy')),
     'summary_distillation': (summary_distillation, dict(kd='kd_accuracy_4ep')),
 }
 

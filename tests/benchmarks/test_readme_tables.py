@@ -55,15 +55,41 @@ def test_readme_is_short_and_keeps_the_two_commands():
 
 
 def test_summary_says_whether_the_gain_is_within_the_spread():
-    runs = [cls_run('off', s, 90.0) for s in (0, 1)]
-    runs += [cls_run('cds', 0, 91.0), cls_run('cds', 1, 90.5)]
-    text = tables.summary_classification(cls_data(runs))
+    runs = [cls_run('off', s, 90.0) for s in (0, 1, 2)]
+    runs += [
+        cls_run('cds', 0, 91.0),
+        cls_run('cds', 1, 90.5),
+        cls_run('cds', 2, 90.75)
+    ]
+    cal = [
+        dict(method=m, seed=s, test_ece_before=b, test_ece_after=a)
+        for m, s, b, a in [('off', 1, 1.5, 1.0), ('off', 2, 1.75, 1.25),
+                           ('cds', 1, 2.25, 1.5), ('cds', 2, 2.5, 2.0)]
+    ] + [
+        dict(
+            method='cds',
+            seed=3,
+            variant='half',
+            test_ece_before=9.0,
+            test_ece_after=9.0)
+    ]
+    text = tables.summary_classification(cls_data(runs), dict(runs=cal))
     row = text.splitlines()[2]
-    # CDS - baseline per seed +1.0, +0.5: mean 0.75 > std 0.35
-    assert '| 90.00 ± 0.00 | 90.75 ± 0.35 | +0.75 ± 0.35: a gain |' in row
-    assert 'test top-1 % (2)' in row
-    assert tables._gain([0.5, -0.5]) == '+0.00 ± 0.71: within the spread'
-    assert tables._gain([-2.0, -1.0]) == '-1.50 ± 0.71: a loss'
+    # CDS - baseline per seed +1.0, +0.5, +0.75: mean 0.75 > std 0.25
+    assert '| 90.00 ± 0.00 | 90.75 ± 0.25 | +0.75 ± 0.25: a gain |' in row
+    assert 'test top-1 % (3)' in row
+    # the ablation's run is left out; two seeds give no verdict
+    row = text.splitlines()[3]
+    assert 'before it, baseline 1.62 ± 0.18, CDS 2.38 ± 0.18)' in row
+    assert '| test ECE % after (2) | 1.12 ± 0.18 | 1.75 ± 0.35 | ' \
+        '+0.62 ± 0.18: 2 seeds, no verdict yet |' in row
+    # ECE: lower is better, so CDS's higher ECE on every seed is a loss
+    assert tables._gain([0.5, 0.75, 0.25],
+                        higher_is_better=False) == '+0.50 ± 0.25: a loss'
+    assert tables._gain([0.5, -0.5, 0.0]) == '+0.00 ± 0.50: within the spread'
+    assert tables._gain([-2.0, -1.0, -1.5]) == '-1.50 ± 0.50: a loss'
+    assert tables._gain([-2.0,
+                         -1.0]) == '-1.50 ± 0.71: 2 seeds, no verdict yet'
     assert tables._gain([]) == 'no paired run'
     assert tables._gain([-0.8]) == '-0.80: one seed, no verdict yet'
 
@@ -242,6 +268,19 @@ def test_method_table_orders_methods_and_pairs_them_by_seed():
     assert 'Teacher' not in text
 
 
+def test_semi_summary_pairs_semi_cds_with_sup_and_counts_last_epochs():
+    data = method_data([('sup', 0, 80.0), ('semi_cds', 0, 82.0),
+                        ('sup', 1, 81.0), ('semi_cds', 1, 82.5),
+                        ('cds_labelled', 0, 81.0)])
+    data['runs'][1]['best_epoch'] = 15  # semi_cds seed 0 peaked last
+    row = tables.summary_semi(data).splitlines()[2]
+    assert '20% of the labels' in row
+    assert '15 epochs (1 of 5 runs best on the last)' in row
+    assert 'CDS on the labelled only: 81.00)' in row
+    assert '| test top-1 % (2) | 80.50 ± 0.71 | 82.25 ± 0.35 | ' \
+        '+1.75 ± 0.35: 2 seeds, no verdict yet |' in row
+
+
 def test_method_table_names_the_teacher():
     data = method_data([('kd', 0, 90.0), ('distilled_cds', 0, 90.5)],
                        teacher=dict(seed=0, top1=91.25, config='t.py'))
@@ -250,6 +289,44 @@ def test_method_table_names_the_teacher():
     assert 'Teacher: test top-1 91.25 (seed 0, `t.py`).' in text
     assert 'labelled' not in text.splitlines()[0]
     assert '| +0.50 | 0.50 |' in text
+
+
+def test_calibration_table_pairs_cds_with_the_baseline_before_and_after():
+
+    def run(method, seed, before, after, variant=None):
+        r = dict(
+            method=method,
+            seed=seed,
+            temperature=1.1,
+            test_ece_before=before,
+            test_ece_after=after,
+            test_nll_before=0.3,
+            test_nll_after=0.29,
+            top1_after=90.0)
+        return dict(r, variant=variant) if variant else r
+
+    data = dict(
+        date='2026-12-08',
+        benchmark='benchmarks/cls_calibration.py',
+        source='r.json',
+        protocol='T on val',
+        runs=[
+            run('cds', 1, 2.5, 1.0),
+            run('off', 0, 1.5, 1.25),
+            run('off', 1, 1.75, 0.75),
+            run('cds', 0, 2.25, 1.0),
+            run('cds', 0, 3.0, 2.0, variant='half')
+        ])
+    text = tables.render_cls_calibration(data)
+    rows = [ln for ln in text.splitlines() if ln.startswith('| ')]
+    assert rows[1] == ('| CDS (`cds`) | 0, 1 | 1.10 ± 0.00 | 2.38 ± 0.18 | '
+                       '1.00 ± 0.00 | 0.3000 ± 0.0000 | 0.2900 ± 0.0000 | '
+                       '90.00 ± 0.00 |')
+    assert rows[3].startswith('| half CDS (`cds`) | 0 | 1.10 | 3.00 |')
+    # the variant run is not paired with the baseline
+    assert '| CDS − baseline | 0, 1 | +0.75, +0.75 | 0.75 ± 0.00 |' in text
+    assert '| CDS − baseline | 0, 1 | -0.25, +0.25 | 0.00 ± 0.35 |' in text
+    assert text.index('before scaling') < text.index('after scaling')
 
 
 def test_unknown_block_is_an_error(tmp_path):
