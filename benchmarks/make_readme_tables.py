@@ -46,11 +46,12 @@ MODE_NAMES = {
 }
 
 
-def mean_std(values: List[float]) -> str:
-    """``'mean ± sample std'`` with 2 decimals; one value alone."""
+def mean_std(values: List[float], fmt: str = '{:.2f}') -> str:
+    """``'mean ± sample std'``, each as ``fmt``; one value alone."""
     if len(values) == 1:
-        return f'{values[0]:.2f}'
-    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+        return fmt.format(values[0])
+    return (fmt.format(statistics.mean(values)) + ' ± ' +
+            fmt.format(statistics.stdev(values)))
 
 
 def seeds_of(runs: List[dict]) -> str:
@@ -358,11 +359,7 @@ def render_cls_calibration(data: dict) -> str:
         runs.sort(key=lambda r: r['seed'])
 
         def col(key, fmt='{:.2f}'):
-            vals = [r[key] for r in runs]
-            if len(vals) == 1:
-                return fmt.format(vals[0])
-            return (fmt.format(statistics.mean(vals)) + ' ± ' +
-                    fmt.format(statistics.stdev(vals)))
+            return mean_std([r[key] for r in runs], fmt)
 
         lines.append(f'| {name} | {seeds_of(runs)} | {col("temperature")} | '
                      f'{col("test_ece_before")} | {col("test_ece_after")} | '
