@@ -40,7 +40,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks import cls_accuracy_seeds as cls
-from benchmarks.common import git_commit, mean_std, run, say
+from benchmarks.common import git_commit, mean_std, run, say, stack_versions
 from cds_mm.utils import atomic_write
 
 NAMES = dict(off='baseline', dsn='DSN', cds='CDS')
@@ -119,7 +119,8 @@ def calibrate(args, data, src, tag, recorded):
         reliability_after=bins['reliability_after'],
         checkpoint=src['checkpoint'],
         calibrate_s=round(time.time() - start, 1),
-        git_commit=git_commit())
+        git_commit=git_commit(),
+        versions=stack_versions())
     with atomic_write(done_file) as f:
         json.dump(res, f, indent=1)
     return res

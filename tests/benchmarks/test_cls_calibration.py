@@ -6,6 +6,7 @@ import json
 import os.path as osp
 import pickle
 
+import mmpretrain
 import pytest
 from cds_test_utils import (DEMO_CLS_CFG, REPO_ROOT, TEST, cls_data_cfg,
                             finish, load_tool, popen_python, popen_train,
@@ -83,8 +84,10 @@ def test_the_test_split_is_scaled_by_the_val_temperature(calibrated):
     for when in ('before', 'after'):
         assert (root / 'figures' /
                 f'calibration_reliability_{when}.png').stat().st_size > 0
-    # a committed results file names no folder of the machine it ran on
+    # a committed results file names no folder of the machine it ran on,
+    # and each run the stack it ran on
     assert not osp.isabs(data['args']['fig_dir'])
+    assert res['versions']['mmpretrain'] == mmpretrain.__version__
 
 
 def refuse(*args, **kwargs):
