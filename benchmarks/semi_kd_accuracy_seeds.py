@@ -64,7 +64,7 @@ sys.path.insert(0, REPO)  # cds_mm from this checkout
 
 from benchmarks import cls_accuracy_seeds as cls
 from benchmarks.common import (config_digest, earlier_result, git_commit,
-                               mean_std, run, say, stack_versions,
+                               mean_std, run, say, stack_versions, take_twin,
                                watch_training)
 from cds_mm.utils import atomic_write
 
@@ -313,7 +313,41 @@ def kd_run(args, method, seed, tag, state):
             f'model.teacher_heads_ckpt={export}/heads.pth'
         ]
     margs = method_args(args, method, config, extra)
+    if config == cls.CONFIG and not args.retrain:
+        res = classification_run(margs, mode, seed, tag)
+        if res is not None:
+            return as_method(res)
     return as_method(cls.one_run(margs, mode, seed, tag, state))
+
+
+def classification_run(margs, mode, seed, tag):
+    """``student`` / ``cds_student``: the classification benchmark's run of
+    ``mode`` and ``seed`` with the same options, recorded in
+    ``cls_accuracy.json`` beside the results (``taken_from`` names its work
+    dir); None when there is none. Options decide, not the config digest:
+    those runs may predate digests or later config edits, and the KD table
+    is to compare with the numbers the classification table reports."""
+    path = osp.join(osp.dirname(margs.results), 'cls_accuracy.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        runs = json.load(f)['runs']
+    opts = cls.run_opts(margs, mode, seed)
+    for run_ in runs:
+        if (run_['mode'], run_['seed'], run_.get('variant'),
+                run_['cfg_options']) == (mode, seed, None, opts):
+            work = osp.join(margs.work_dir,
+                            f'{margs.variant}_{mode}_seed{seed}')
+            os.makedirs(work, exist_ok=True)
+            return take_twin(
+                run_,
+                osp.join(work, 'result.json'),
+                tag, ('variant', 'extra_options', 'config_digest'),
+                mode=mode,
+                seed=seed,
+                cfg_options=opts,
+                **cls.variant_fields(margs))
+    return None
 
 
 def teacher_warning(teacher, runs):

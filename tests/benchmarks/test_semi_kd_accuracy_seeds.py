@@ -243,3 +243,30 @@ def test_kd_results_hold_the_teacher_and_the_methods(kd):
     assert f'model.teacher_ckpt={teacher["export"]}/plain.pth' in \
         distilled['cfg_options']
     assert osp.isfile(osp.join(REPO_ROOT, distilled['checkpoint']))
+
+
+def test_students_are_the_classification_runs_with_the_same_options(tmp_path):
+    (tmp_path / 'results').mkdir()
+    args = bench.parse_args(tiny_argv(tmp_path, 'kd'))
+    sargs = bench.method_args(args, 'cds_student', bench.cls.CONFIG)
+    opts = bench.cls.run_opts(sargs, 'cds', 1)
+    # recorded under an older config: another digest, or none at all
+    recorded = dict(
+        mode='cds',
+        seed=1,
+        top1=90.5,
+        cfg_options=opts,
+        config_digest='0ld',
+        checkpoint='work_dirs/cls/cds_seed1/best.pth')
+    other_seed = dict(recorded, seed=0, top1=1.0)
+    ablation = dict(recorded, variant='w0.1', top1=2.0)
+    (tmp_path / 'results' / 'cls_accuracy.json').write_text(
+        json.dumps(dict(runs=[other_seed, ablation, recorded])))
+    res = bench.classification_run(sargs, 'cds', 1, 'cds_student')
+    assert (res['top1'], res['taken_from']) == (90.5,
+                                                'work_dirs/cls/cds_seed1')
+    assert bench.as_method(res)['method'] == 'cds_student'
+    assert 'config_digest' not in res
+    # another option (e.g. another --workers) trains the student instead
+    sargs.cfg_options = ['model.cds_head.loss_weight=0.1']
+    assert bench.classification_run(sargs, 'cds', 1, 'cds_student') is None
