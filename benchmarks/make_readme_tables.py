@@ -257,9 +257,7 @@ def render_kd_accuracy(data: dict) -> str:
 
 
 # the methods of the converged semi-supervised and distillation studies
-# (``benchmarks/semi_kd_accuracy_seeds.py semi|kd``), in table order;
-# semi_accuracy.json has its RENDERERS entry, kd_accuracy.json gets one (and
-# a README block) with its first runs
+# (``benchmarks/semi_kd_accuracy_seeds.py semi|kd``), in table order
 METHOD_NAMES = {
     'sup': 'supervised-only (CE on the labelled)',
     'semi_cds': 'semi-supervised CDS (+ SimCLR on the unlabelled)',
@@ -324,9 +322,12 @@ def render_method_accuracy(data: dict) -> str:
                                 'test top-1')
     teacher = data.get('teacher')
     if teacher:
+        trained = (f", {teacher['train_samples']:,} training images, "
+                   f"{teacher['epochs']} epochs"
+                   if 'train_samples' in teacher else '')
         lines += [
             '', f"Teacher: test top-1 {teacher['top1']:.2f} (seed "
-            f"{teacher['seed']}, `{teacher.get('config', '?')}`)."
+            f"{teacher['seed']}, `{teacher.get('config', '?')}`{trained})."
         ]
     missing = data.get('missing') or []
     if missing:
@@ -611,6 +612,7 @@ RENDERERS: Dict[str, Callable[[dict], str]] = {
     'semi_accuracy_4ep': render_semi_accuracy,
     'kd_accuracy_4ep': render_kd_accuracy,
     'semi_accuracy': render_method_accuracy,
+    'kd_accuracy': render_method_accuracy,
     'cls_calibration': render_cls_calibration,
     'cls_calibration_56px': render_cls_calibration,
     'det_accuracy': render_det_accuracy,
@@ -828,12 +830,24 @@ def summary_semi(semi: dict) -> str:
 
 
 def summary_distillation(kd: dict) -> str:
-    """The README's distillation row: distilled CDS against plain KD."""
+    """The README's distillation row: distilled CDS against plain KD from
+    the same teacher; the students without a teacher in the setting, so
+    the teacher's share shows."""
+    runs, args = kd['runs'], kd['args']
+    student, cds_student = (
+        _metric(runs, 'method', m, 'top1') for m in ('student', 'cds_student'))
+    teacher = kd['teacher']
     return '\n'.join(SUMMARY_HEADER + [
         _summary_line(
-            'Fashion-MNIST, ResNet-50 CDS teacher -> ResNet-18 (1/4 width), 4 '
-            'epochs (unconverged); baseline: plain KD', 'test top-1 %',
-            kd['runs'], 'variant', 'kd', 'cds+kd', 'top1', 'Short runs')
+            'Fashion-MNIST, ResNet-18 (1/4 width), a CDS teacher '
+            f'({teacher["top1"]:.2f}, trained on '
+            f'{teacher["train_samples"]:,} images) -> a student on '
+            f'{args["train_samples"]:,}, {args["epochs"]} epochs '
+            f'({_last_epoch_count(runs, args["epochs"])} best on the last); '
+            'baseline: plain KD (no teacher: plain student '
+            f'{student}, CDS student {cds_student})', 'test top-1 %', runs,
+            'method', 'kd', 'distilled_cds', 'top1',
+            'Distillation at convergence')
     ])
 
 
@@ -846,7 +860,7 @@ SUMMARIES = {
     (summary_detection,
      dict(mosaic='det_mosaic_accuracy', pretrained='det_pretrained_backbone')),
     'summary_semi': (summary_semi, dict(semi='semi_accuracy')),
-    'summary_distillation': (summary_distillation, dict(kd='kd_accuracy_4ep')),
+    'summary_distillation': (summary_distillation, dict(kd='kd_accuracy')),
 }
 
 

@@ -516,7 +516,7 @@ def main(argv=None):
             teacher = state['teacher'] = teacher_run(args, state)
             say(f'[teacher] test top-1 {teacher["top1"]:.2f}, ECE '
                 f'{teacher["ece"]:.2f}, best val epoch '
-                f'{teacher["best_epoch"]}/{args.epochs}')
+                f'{teacher["best_epoch"]}/{teacher["epochs"]}')
             write_results(args, commit, list(recorded.values()), jobs, teacher)
     for i, (method, seed) in enumerate(jobs):
         tag = f'run {i + 1}/{len(jobs)} {method} seed {seed}'
@@ -558,7 +558,7 @@ def print_table(args, runs, teacher):
                 f'{mean_std([r["ece"] for r in rows])} | '
                 f'{",".join(str(r["best_epoch"]) for r in rows)} |')
     if teacher:
-        say(f'\nteacher (ResNet-50 1/4 width, CDS, seed 0): test top-1 '
+        say(f'\nteacher ({teacher.get("config")}, seed 0): test top-1 '
             f'{teacher["top1"]:.2f}')
         warning = teacher_warning(teacher, runs)
         if warning:

@@ -281,12 +281,32 @@ def test_semi_summary_pairs_semi_cds_with_sup_and_counts_last_epochs():
         '+1.75 ± 0.35: 2 seeds, no verdict yet |' in row
 
 
+def test_distillation_summary_pairs_distilled_cds_with_kd():
+    data = method_data([('student', 0, 88.0), ('cds_student', 0, 89.0),
+                        ('kd', 0, 89.5), ('distilled_cds', 0, 90.5),
+                        ('kd', 1, 90.0), ('distilled_cds', 1, 90.25)],
+                       teacher=dict(seed=0, top1=91.25, train_samples=55000))
+    data['args'].pop('label_fraction')
+    data['runs'][3]['best_epoch'] = 15
+    row = tables.summary_distillation(data).splitlines()[2]
+    assert 'CDS teacher (91.25, trained on 55,000 images) -> a student on ' \
+        '10,000, 15 epochs' in row
+    assert '15 epochs (1 of 6 runs best on the last)' in row
+    assert 'plain student 88.00, CDS student 89.00)' in row
+    # distilled CDS against KD from the same teacher, not the CDS student
+    assert '| test top-1 % (2) | 89.75 ± 0.35 | 90.38 ± 0.18 | ' \
+        '+0.62 ± 0.53: 2 seeds, no verdict yet |' in row
+
+
 def test_method_table_names_the_teacher():
     data = method_data([('kd', 0, 90.0), ('distilled_cds', 0, 90.5)],
                        teacher=dict(seed=0, top1=91.25, config='t.py'))
     data['args'].pop('label_fraction')
     text = tables.render_method_accuracy(data)
     assert 'Teacher: test top-1 91.25 (seed 0, `t.py`).' in text
+    data['teacher'].update(train_samples=55000, epochs=5)
+    assert 'Teacher: test top-1 91.25 (seed 0, `t.py`, 55,000 training ' \
+        'images, 5 epochs).' in tables.render_method_accuracy(data)
     assert 'labelled' not in text.splitlines()[0]
     assert '| +0.50 | 0.50 |' in text
 

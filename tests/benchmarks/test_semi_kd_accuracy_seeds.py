@@ -206,7 +206,8 @@ def kd(tmp_path_factory):
     (root / 'results').mkdir()
     # 8 iterations an epoch: the one-cycle warm-up needs one
     argv = tiny_argv(root, 'kd', 'train_dataloader.batch_size=8', '--methods',
-                     'student', 'distilled_cds')
+                     'student', 'distilled_cds', '--teacher-epochs', '2',
+                     '--teacher-train-samples', '48')
     args = bench.parse_args(argv)
     sargs = bench.method_args(args, 'student', bench.cls.CONFIG)
     opts = bench.cls.run_opts(sargs, 'off', 0)
@@ -231,6 +232,10 @@ def test_kd_results_hold_the_teacher_and_the_methods(kd):
     teacher = data['teacher']
     assert RECORDED - {'method'} <= set(teacher)
     assert teacher['seed'] == 0 and teacher['config'] == bench.TEACHER_CONFIG
+    # trained on its own images and epochs, tested as the students are
+    assert (teacher['train_samples'], teacher['epochs']) == (48, 2)
+    assert len(teacher['val_top1']) == 2 and teacher['n_test'] == 96
+    assert 'train_dataloader.dataset.max_samples=48' in teacher['cfg_options']
     export = osp.join(REPO_ROOT, teacher['export'])
     assert osp.isfile(osp.join(export, 'plain.pth'))
     assert osp.isfile(osp.join(export, 'heads.pth'))
